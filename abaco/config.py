@@ -1,0 +1,333 @@
+"""Typed, frozen settings read from ``abaco.conf`` plus ``ABACO__SECTION__KEY`` overrides.
+
+One attrs class per section of the file, gathered in :class:`Settings`. The top-level
+``abaco.conf`` lists every option with its default; ``tests/test_conf.py`` keeps the two in
+step. :func:`load_settings` is the only reader: it finds the file, applies environment
+overrides, validates everything, and raises :class:`~abaco.errors.ConfigError` naming the
+file or variable, the ``[section] key`` and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from cattrs.errors import AttributeValidationNote, ClassValidationError, ForbiddenExtraKeysError
+
+from abaco.errors import ConfigError
+
+CONF_ENV_VAR = "ABACO_CONF"
+"""The environment variable naming the configuration file."""
+
+OVERRIDE_PREFIX = "ABACO__"
+"""The prefix of environment variables that override one option: ``ABACO__SECTION__KEY``."""
+
+DEFAULT_CONF_NAME = "abaco.conf"
+"""The file looked for in the current directory when no other is named."""
+
+
+class _InvalidValue(ValueError):
+    """A validator rejected a value; carries the key so the loader can say where."""
+
+    def __init__(self, key: str, expected: str, value: object) -> None:
+        super().__init__(f"{key}: expected {expected}, got {value!r}")
+        self.key = key
+        self.expected = expected
+        self.value = value
+
+
+class _WrongType(TypeError):
+    """A value of the wrong type; cattrs adds the key in a note."""
+
+    def __init__(self, expected: str, value: object) -> None:
+        super().__init__(f"expected {expected}, got {value!r}")
+        self.expected = expected
+        self.value = value
+
+
+_Validator = Callable[[object, "attrs.Attribute[Any]", Any], None]
+
+
+def _check(expected: str, ok: Callable[[Any], bool]) -> _Validator:
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not ok(value):
+            raise _InvalidValue(attribute.name, expected, value)
+
+    return validate
+
+
+def _one_of(*choices: str) -> _Validator:
+    return _check("one of " + ", ".join(map(repr, choices)), lambda value: value in choices)
+
+
+_POSITIVE = _check("a number > 0", lambda value: value > 0)
+_AT_LEAST_ONE = _check("an integer >= 1", lambda value: value >= 1)
+_NON_NEGATIVE = _check("an integer >= 0", lambda value: value >= 0)
+_PORT = _check("a port number in 0..65535", lambda value: 0 <= value <= 65535)
+_NON_EMPTY = _check("a non-empty string", bool)
+_REDIS_URL = _check(
+    "a redis://, rediss:// or unix:// URL, or an empty string",
+    lambda value: value == "" or urlsplit(value).scheme in {"redis", "rediss", "unix"},
+)
+
+
+@attrs.frozen(kw_only=True)
+class StateSettings:
+    """``[state]``: where the platform keeps its data on this host."""
+
+    dir: str = ""
+    """The data directory; "" means ``$XDG_STATE_HOME/abaco``, else ``~/.local/state/abaco``."""
+
+    def path(self, environ: Mapping[str, str] | None = None) -> pathlib.Path:
+        """Resolve :attr:`dir` to an absolute path (``environ`` defaults to ``os.environ``)."""
+        if self.dir:
+            return pathlib.Path(self.dir).expanduser().absolute()
+        environ = os.environ if environ is None else environ
+        # The XDG spec says a relative XDG_STATE_HOME is invalid and must be ignored.
+        state_home = environ.get("XDG_STATE_HOME", "")
+        if state_home and os.path.isabs(state_home):
+            return pathlib.Path(state_home) / "abaco"
+        return pathlib.Path("~/.local/state/abaco").expanduser().absolute()
+
+
+@attrs.frozen(kw_only=True)
+class RedisSettings:
+    """``[redis]``: the Redis/Valkey server every component shares."""
+
+    url: str = attrs.field(default="", validator=_REDIS_URL)
+    """redis://, rediss:// or unix:// URL; "" starts the embedded Valkey."""
+    password: str = ""
+    """Used when set, and then overrides any password in :attr:`url`."""
+    db: int = attrs.field(default=0, validator=_NON_NEGATIVE)
+    """The database number."""
+    key_prefix: str = attrs.field(default="abaco", validator=_NON_EMPTY)
+    """Prefix of every key the platform writes."""
+    connect_timeout: float = attrs.field(default=5.0, validator=_POSITIVE)
+    """Seconds to wait for a connection."""
+    max_connections: int = attrs.field(default=64, validator=_AT_LEAST_ONE)
+    """Size of each process's connection pool."""
+
+
+@attrs.frozen(kw_only=True)
+class ValkeySettings:
+    """``[valkey]``: the embedded server started when ``[redis] url`` is empty."""
+
+    host: str = attrs.field(default="127.0.0.1", validator=_NON_EMPTY)
+    """Address the server listens on."""
+    port: int = attrs.field(default=0, validator=_PORT)
+    """Port to listen on; 0 picks a free one."""
+    appendfsync: str = attrs.field(default="always", validator=_one_of("always", "everysec"))
+    """When the append-only file is synced to disk."""
+    startup_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
+    """Seconds to wait for the server to answer after starting it."""
+
+
+@attrs.frozen(kw_only=True)
+class StoresSettings:
+    """``[stores]``: behaviour of the typed stores over Redis."""
+
+    tenant: str = attrs.field(default="default", validator=_NON_EMPTY)
+    """Tenant used when a request names none."""
+    log_expiry: int = attrs.field(default=86400, validator=_AT_LEAST_ONE)
+    """Seconds execution logs are kept in Redis."""
+    log_max_bytes: int = attrs.field(default=1048576, validator=_AT_LEAST_ONE)
+    """Bytes of log kept per execution; the tail is kept."""
+    cas_retries: int = attrs.field(default=100, validator=_NON_NEGATIVE)
+    """Compare-and-set retries before giving up with Conflict."""
+
+
+@attrs.frozen(kw_only=True)
+class LoggingSettings:
+    """``[logging]``: how the platform's structlog events are written."""
+
+    level: str = attrs.field(default="info", validator=_one_of("debug", "info", "warning", "error"))
+    """The lowest level written."""
+    format: str = attrs.field(default="auto", validator=_one_of("auto", "json", "console"))
+    """"auto" is console on a TTY and JSON lines otherwise."""
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """All settings, one attribute per section of ``abaco.conf``."""
+
+    state: StateSettings = attrs.Factory(StateSettings)
+    redis: RedisSettings = attrs.Factory(RedisSettings)
+    valkey: ValkeySettings = attrs.Factory(ValkeySettings)
+    stores: StoresSettings = attrs.Factory(StoresSettings)
+    logging: LoggingSettings = attrs.Factory(LoggingSettings)
+
+
+# Section name -> section class; and per section, option name -> option type.
+_SECTIONS: dict[str, type[Any]] = get_type_hints(Settings)
+_OPTIONS: dict[str, dict[str, type[Any]]] = {
+    name: get_type_hints(section) for name, section in _SECTIONS.items()
+}
+
+
+# cattrs would happily turn 5 into "5" and "false" into True; a config file deserves better.
+def _structure_int(value: object, _type: type[Any]) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _WrongType("int", value)
+
+
+def _structure_float(value: object, _type: type[Any]) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise _WrongType("float", value)
+
+
+def _structure_bool(value: object, _type: type[Any]) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _WrongType("bool", value)
+
+
+def _structure_str(value: object, _type: type[Any]) -> str:
+    if isinstance(value, str):
+        return value
+    raise _WrongType("string", value)
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+_converter.register_structure_hook(int, _structure_int)
+_converter.register_structure_hook(float, _structure_float)
+_converter.register_structure_hook(bool, _structure_bool)
+_converter.register_structure_hook(str, _structure_str)
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _parse_env_value(text: str, type_: type[Any]) -> object:
+    """Turn an environment variable's text into a value of the option's type."""
+    if type_ is str:
+        return text
+    cleaned = text.strip().lower()
+    if type_ is bool:
+        if cleaned in _TRUE | _FALSE:
+            return cleaned in _TRUE
+        raise _WrongType("bool (true/false/1/0/yes/no)", text)
+    try:
+        return type_(cleaned)
+    except ValueError:
+        raise _WrongType(type_.__name__, text) from None
+
+
+def _resolve_path(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> tuple[pathlib.Path | None, str]:
+    """Return the file to read (None: defaults only) and who named it, for error messages."""
+    if path is not None:
+        return pathlib.Path(path), ""
+    if environ.get(CONF_ENV_VAR):
+        return pathlib.Path(environ[CONF_ENV_VAR]), f" (named by {CONF_ENV_VAR})"
+    default = pathlib.Path(DEFAULT_CONF_NAME)
+    return (default if default.is_file() else None), ""
+
+
+def _read_file(path: pathlib.Path, named_by: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such configuration file{named_by}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _apply_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> dict[tuple[str, str], str]:
+    """Write ``ABACO__SECTION__KEY`` values into ``data``; return which variable set what."""
+    origins: dict[tuple[str, str], str] = {}
+    for name in sorted(environ):
+        if not name.startswith(OVERRIDE_PREFIX):
+            continue
+        parts = name[len(OVERRIDE_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"{name}: expected a variable named ABACO__SECTION__KEY")
+        section, key = parts
+        if section not in _SECTIONS:
+            raise ConfigError(f"{name}: unknown section [{section}]")
+        if key not in _OPTIONS[section]:
+            raise ConfigError(f"{name}: unknown key [{section}] {key}")
+        if (section, key) in origins:
+            other = origins[section, key]
+            raise ConfigError(f"{name}: [{section}] {key} is also set by {other}")
+        try:
+            value = _parse_env_value(environ[name], _OPTIONS[section][key])
+        except _WrongType as exc:
+            raise ConfigError(f"{name}: [{section}] {key}: {exc}") from exc
+        data.setdefault(section, {})[key] = value
+        origins[section, key] = name
+    return origins
+
+
+def _problems(
+    exc: BaseException, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], BaseException]]:
+    """Flatten cattrs' nested exception groups into (attribute path, error) pairs."""
+    if isinstance(exc, ClassValidationError):
+        for sub in exc.exceptions:
+            notes = getattr(sub, "__notes__", ())
+            names = [note.name for note in notes if isinstance(note, AttributeValidationNote)]
+            yield from _problems(sub, path + tuple(names[:1]))
+    else:
+        yield path, exc
+
+
+def _describe(
+    path: tuple[str, ...], exc: BaseException, source: str, origins: Mapping[tuple[str, str], str]
+) -> list[str]:
+    """One message line per problem, naming the variable that set the value if one did."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        if not path:
+            return [f"{source}: unknown section [{extra}]" for extra in sorted(exc.extra_fields)]
+        return [f"{source}: unknown key [{path[0]}] {extra}" for extra in sorted(exc.extra_fields)]
+    if isinstance(exc, _InvalidValue) and len(path) == 1:
+        path = (path[0], exc.key)
+    if len(path) == 2:
+        where = f"{origins.get((path[0], path[1]), source)}: [{path[0]}] {path[1]}"
+        if isinstance(exc, _WrongType | _InvalidValue):
+            return [f"{where}: expected {exc.expected}, got {exc.value!r}"]
+        return [f"{where}: {exc}"]
+    if len(path) == 1:
+        return [f"{source}: [{path[0]}]: {exc}"]
+    return [f"{source}: {exc}"]
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the settings: a TOML file, then ``ABACO__SECTION__KEY`` overrides from ``environ``.
+
+    The file is ``path`` if given, else ``$ABACO_CONF``, else ``./abaco.conf`` if it exists;
+    with none of these, the defaults apply. ``environ`` defaults to ``os.environ``. Every
+    problem raises :class:`~abaco.errors.ConfigError`.
+    """
+    environ = os.environ if environ is None else environ
+    file, named_by = _resolve_path(path, environ)
+    data = _read_file(file, named_by) if file is not None else {}
+    source = str(file) if file is not None else "defaults"
+    for section, table in data.items():
+        if section in _SECTIONS and not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}]: expected a table, got {table!r}")
+    origins = _apply_overrides(data, environ)
+    try:
+        return _converter.structure(data, Settings)
+    except ClassValidationError as exc:
+        lines = [
+            line
+            for where, error in _problems(exc)
+            for line in _describe(where, error, source, origins)
+        ]
+        raise ConfigError("\n".join(lines)) from exc
