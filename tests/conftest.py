@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -43,10 +44,16 @@ def settings(valkey_server: EmbeddedValkey, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    """A client on a freshly flushed database."""
-    async with open_redis(settings.redis.url) as client:
+# The system Redis (a plain Redis 7.0 without persistence on CI machines) is a second
+# target when ABACO_TEST_SYSTEM_REDIS names it: every test on `redis` runs there too.
+_TARGETS = ["valkey"] + (["system-redis"] if os.environ.get("ABACO_TEST_SYSTEM_REDIS") else [])
+
+
+@pytest.fixture(params=_TARGETS)
+async def redis(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Redis]:
+    """A client on a freshly flushed database of each target server."""
+    url = settings.redis.url if request.param == "valkey" else os.environ["ABACO_TEST_SYSTEM_REDIS"]
+    async with open_redis(url) as client:
         await client.flushdb()
         yield client
 

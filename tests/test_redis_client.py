@@ -39,8 +39,9 @@ async def test_a_bad_url_is_a_clear_error():
             pass
 
 
-async def test_server_info_of_the_embedded_server(redis):
-    info = await redis.server_info()
+async def test_server_info_of_the_embedded_server(valkey_server):
+    async with open_redis(valkey_server.url) as redis:
+        info = await redis.server_info()
     assert info.product == "valkey"
     assert info.version >= (8,)
     assert info.has_waitaof
