@@ -229,6 +229,60 @@ class Redis:
             return []
         return [_entry(e) for e in next(iter(reply.values()))]
 
+    async def xgroup_create(self, key: str, group: str) -> None:
+        """Create a consumer group (and the stream) reading from the start; no-op if it exists."""
+        try:
+            with _mapped_errors(f"XGROUP CREATE {key}"):
+                await self._client.xgroup_create(key, group, "0", mkstream=True)
+        except StoreError as exc:
+            if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
+                raise
+
+    async def xreadgroup(
+        self, key: str, group: str, consumer: str, *, block_ms: int, count: int = 1
+    ) -> list[StreamEntry]:
+        """New entries for ``consumer`` of ``group``, waiting up to ``block_ms`` for one."""
+        with _mapped_errors(f"XREADGROUP {key}"):
+            reply = await self._client.xreadgroup(
+                group, consumer, {key: ">"}, count=count, block=block_ms
+            )
+        if not reply:
+            return []
+        return [_entry(e) for e in next(iter(reply.values()))]
+
+    async def xlen(self, key: str) -> int:
+        """The number of entries in a stream."""
+        with _mapped_errors(f"XLEN {key}"):
+            return await self._client.xlen(key)
+
+    async def last_stream_id(self, key: str) -> bytes:
+        """The id of a stream's newest entry (``0-0`` when empty or absent)."""
+        with _mapped_errors(f"XREVRANGE {key}"):
+            entries = await self._client.xrevrange(key, "+", "-", count=1)
+        return _entry(entries[0])[0] if entries else b"0-0"
+
+    async def blpop(self, key: str, timeout: float) -> bytes | None:
+        """Pop the head of a list, waiting up to ``timeout`` seconds (> 0) for one."""
+        with _mapped_errors(f"BLPOP {key}"):
+            reply = await self._client.blpop([key], timeout)
+        return None if reply is None else reply[1]
+
+    async def zadd(self, key: str, scores: Mapping[str, float]) -> int:
+        """Add members with scores to a sorted set (updating existing ones)."""
+        with _mapped_errors(f"ZADD {key}"):
+            members: dict[str | bytes, float] = {m: v for m, v in scores.items()}
+            return int(await self._client.zadd(key, members))
+
+    async def zrem(self, key: str, *members: str) -> int:
+        """Remove members from a sorted set."""
+        with _mapped_errors(f"ZREM {key}"):
+            return await self._client.zrem(key, members)
+
+    async def zscore(self, key: str, member: str) -> float | None:
+        """The score of a member of a sorted set, or None."""
+        with _mapped_errors(f"ZSCORE {key}"):
+            return await self._client.zscore(key, member)
+
     async def flushdb(self) -> None:
         """Delete every key of this database (tests and benchmarks only)."""
         with _mapped_errors("FLUSHDB"):

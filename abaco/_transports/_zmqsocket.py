@@ -1,0 +1,204 @@
+"""pyzmq sockets driven natively by trio, in the trio thread, with no helper task.
+
+A zmq socket has one file descriptor (``zmq.FD``) that becomes readable when the socket's
+events *may* have changed: the truth is in ``zmq.EVENTS``, and reading EVENTS, or any send
+or recv, can consume that edge. trio lets one task at a time wait on an fd, so a socket
+elects a *watcher*: the first task that must wait sleeps on the fd, every other waiting
+task parks on a ParkingLot, and the watcher unparks them all when it wakes. A task that
+touches the socket while a watcher sleeps re-reads EVENTS and, if some waiting task can
+now go on, cancels the watcher's sleep (a *kick*): that touch may have eaten the edge the
+watcher needed (the lost wakeup). Each wait re-reads EVENTS before sleeping, so an edge
+consumed by anyone is never waited for.
+
+Multipart messages are atomic in libzmq, and every call here is non-blocking and
+synchronous, so a cancelled ``recv_multipart`` leaves its message in the socket and a
+cancelled ``send_multipart`` sends all of its frames or none.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import trio
+import zmq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+_T = TypeVar("_T")
+
+
+class ZmqSocket:
+    """A zmq socket that trio tasks use concurrently; it owns, and closes, ``socket``.
+
+    Build it with :func:`open_zmq_socket`. Any number of tasks may send and receive at
+    once. Not thread-safe: use it from the trio thread that made it.
+    """
+
+    def __init__(self, socket: zmq.Socket[bytes]) -> None:
+        self._socket = socket
+        self._fd: int = socket.getsockopt(zmq.FD)  # type: ignore[assignment]
+        self._watcher: trio.CancelScope | None = None  # the one task asleep on the fd
+        self._lot = trio.lowlevel.ParkingLot()  # the other tasks that wait
+        self._wanted: dict[int, int] = {zmq.POLLIN: 0, zmq.POLLOUT: 0}  # waiting tasks by event
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._socket.closed
+
+    def bind(self, endpoint: str) -> str:
+        """Bind to ``endpoint``; return the real endpoint (``tcp://127.0.0.1:*`` gets a port)."""
+        self._check_open()
+        self._socket.bind(endpoint)
+        self._touched()
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def connect(self, endpoint: str) -> None:
+        """Connect to ``endpoint`` (libzmq connects, and reconnects, in the background)."""
+        self._check_open()
+        self._socket.connect(endpoint)
+        self._touched()
+
+    def setsockopt(self, option: int, value: int | bytes) -> None:
+        """Set a socket option (``zmq.SNDHWM``, ``zmq.SUBSCRIBE``, ...)."""
+        self._check_open()
+        self._socket.setsockopt(option, value)
+        self._touched()
+
+    def getsockopt(self, option: int) -> int | bytes:
+        """Read a socket option."""
+        self._check_open()
+        value = self._socket.getsockopt(option)
+        self._touched()
+        return value
+
+    def send_multipart_nowait(self, frames: Sequence[bytes]) -> None:
+        """Queue one message of ``frames`` at once, or raise `trio.WouldBlock`."""
+        if not frames:
+            raise ValueError("a zmq message has at least one frame")
+        self._check_open()
+        try:
+            self._socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            raise trio.WouldBlock from None
+        finally:
+            self._touched()
+
+    def recv_multipart_nowait(self) -> list[bytes]:
+        """Take one waiting message, or raise `trio.WouldBlock`."""
+        self._check_open()
+        try:
+            return self._socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            raise trio.WouldBlock from None
+        finally:
+            self._touched()
+
+    async def send_multipart(self, frames: Sequence[bytes]) -> None:
+        """Send one message of ``frames``, waiting while the socket is at its high-water mark.
+
+        Cancelled, it has sent either the whole message or nothing.
+        """
+        await self._retry(partial(self.send_multipart_nowait, frames), zmq.POLLOUT)
+
+    async def recv_multipart(self) -> list[bytes]:
+        """Receive one message as its list of frames. Cancelled, it leaves the message queued."""
+        return await self._retry(self.recv_multipart_nowait, zmq.POLLIN)
+
+    def close(self, linger: int = 0) -> None:
+        """Close now, dropping unsent messages after ``linger`` ms; idempotent.
+
+        Tasks waiting on the socket get `trio.ClosedResourceError`.
+        """
+        if self._socket.closed:
+            return
+        if trio.lowlevel.in_trio_run():
+            trio.lowlevel.notify_closing(self._fd)
+        self._socket.close(linger=linger)
+
+    async def aclose(self) -> None:
+        """Close (see :meth:`close`), then checkpoint; closes even when cancelled."""
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._socket.closed:
+            raise trio.ClosedResourceError("the zmq socket is closed")
+
+    def _touched(self) -> None:
+        """After any call into libzmq: if a watcher sleeps, re-check on its behalf."""
+        if self._watcher is not None and not self._socket.closed:
+            self._events()
+
+    def _events(self) -> int:
+        """Read EVENTS, kicking the watcher if any waiting task can now go on."""
+        events: int = self._socket.getsockopt(zmq.EVENTS)  # type: ignore[assignment]
+        if self._watcher is not None and any(
+            count and events & event for event, count in self._wanted.items()
+        ):
+            self._watcher.cancel()
+        return events
+
+    async def _retry(self, attempt: Callable[[], _T], event: int) -> _T:
+        """Run ``attempt`` until it stops raising WouldBlock, waiting for ``event`` between.
+
+        A checkpoint, as trio's own sockets are: it checks for cancellation first and
+        yields once, whether or not it had to wait.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        slept = ready = False
+        while True:
+            try:
+                result = attempt()
+            except trio.WouldBlock:
+                if ready:  # EVENTS said ready, yet the attempt failed: let the others run
+                    await trio.lowlevel.checkpoint()
+                    slept = True
+                ready = not await self._wait_for(event)
+                slept = slept or not ready
+            else:
+                if not slept:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return result
+
+    async def _wait_for(self, event: int) -> bool:
+        """Return once EVENTS has ``event``, and whether this task slept meanwhile."""
+        slept = False
+        self._wanted[event] += 1
+        try:
+            while not self._events() & event:
+                slept = True
+                if self._watcher is not None:
+                    await self._lot.park()
+                else:
+                    with trio.CancelScope() as self._watcher:
+                        try:
+                            await trio.lowlevel.wait_readable(self._fd)
+                        finally:
+                            self._watcher = None
+                            self._lot.unpark_all()
+                self._check_open()
+        finally:
+            self._wanted[event] -= 1
+        return slept
+
+
+def open_zmq_socket(context: zmq.Context[Any], socket_type: int) -> ZmqSocket:
+    """Make a ``socket_type`` socket (``zmq.DEALER``, ...) in ``context`` for trio, LINGER 0."""
+    socket: zmq.Socket[bytes] = context.socket(socket_type)
+    socket.setsockopt(zmq.LINGER, 0)
+    return ZmqSocket(socket)

@@ -1,0 +1,204 @@
+"""Channels over Redis/Valkey: durable queues, topics, hub inboxes and duplex groups.
+
+Keys (addresses are full key names, chosen by :mod:`abaco.channels`)::
+
+    ADDRESS                       stream   a queue or request channel; consumer group "g"
+    ADDRESS                       stream   a topic: entries {t: topic, m: frame}, trimmed
+    ADDRESS                       list     a hub's inbox (replies); expires with the hub
+    ADDRESS:alive                 string   the inbox owner's lease; gone = owner gone
+    ADDRESS:members               zset     a duplex group: member -> lease deadline (ms)
+    ADDRESS:m:MEMBER              stream   a duplex member's inbox (a queue)
+    ADDRESS:events                stream   a duplex group's joined/left events
+
+Queues are at-least-once: a delivery stays pending in the group until its consumer
+acknowledges it; a consumer renews what it holds, and one that stops renewing (it died)
+loses its deliveries to the next consumer that asks after ``visibility`` seconds.
+Acknowledging is fenced: a consumer that lost a delivery cannot acknowledge it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed, StoreError
+
+if TYPE_CHECKING:
+    from abaco.redis_client import Redis
+
+__all__ = ["RedisTransport"]
+
+_GROUP = "g"
+_TOPIC_MAXLEN = 10_000
+# Blocking reads wake up at least this often, so reclaimable deliveries of dead consumers
+# are noticed and a closed hub's reads end promptly.
+_BLOCK_SLICE_S = 0.5
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RedisTransport:
+    """The Redis side of one hub: every operation on Redis-backed channels."""
+
+    def __init__(self, redis: Redis, consumer: str, *, visibility: float) -> None:
+        self.redis = redis
+        self.consumer = consumer
+        self.visibility_ms = max(1, int(visibility * 1000))
+        self._groups: set[str] = set()
+
+    async def _ensure_group(self, address: str) -> None:
+        if address not in self._groups:
+            await self.redis.xgroup_create(address, _GROUP)
+            self._groups.add(address)
+
+    # -- queues -------------------------------------------------------------------------
+
+    async def queue_put(self, address: str, frame: bytes) -> None:
+        """Append a frame to a queue."""
+        try:
+            await self.redis.xadd(address, {"m": frame})
+        except StoreError as exc:
+            raise SendFailed(f"queue {address}: {exc}") from exc
+
+    async def queue_take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
+        """Take one delivery (id, frame), waiting up to ``timeout`` seconds (None: forever).
+
+        A cancelled wait loses nothing: whatever the server handed over meanwhile is
+        still pending for this consumer and comes back on the next take.
+        """
+        await self._ensure_group(address)
+        take = self.redis.script("queue_take")
+        deadline = trio.current_time() + timeout if timeout is not None else float("inf")
+        while True:
+            found = await take([address], [_GROUP, self.consumer, self.visibility_ms])
+            if found:
+                return found[0], _field(found[1], b"m")
+            left = deadline - trio.current_time()
+            if left <= 0:
+                raise ChannelTimeout(f"queue {address}: nothing within {timeout} s")
+            block_ms = max(1, int(min(left, _BLOCK_SLICE_S) * 1000))
+            entries = await self.redis.xreadgroup(address, _GROUP, self.consumer, block_ms=block_ms)
+            if entries:
+                entry_id, fields = entries[0]
+                return entry_id, fields[b"m"]
+
+    async def queue_settle(self, address: str, delivery_id: bytes, action: str) -> bool:
+        """Acknowledge (``ack``) or renew (``renew``) a delivery this consumer holds.
+
+        Returns False when it was already acknowledged; raises :class:`Aborted` when
+        another consumer reclaimed it (this one was too slow or presumed dead).
+        """
+        outcome = await self.redis.script("queue_settle")(
+            [address], [_GROUP, self.consumer, delivery_id, action]
+        )
+        if outcome == -1:
+            raise Aborted(
+                f"queue {address}: delivery {delivery_id.decode()} was reclaimed by another "
+                "consumer"
+            )
+        return bool(outcome)
+
+    async def queue_length(self, address: str) -> int:
+        """Messages in the queue, taken or not, not yet acknowledged."""
+        return await self.redis.xlen(address)
+
+    # -- topics -------------------------------------------------------------------------
+
+    async def topic_publish(self, address: str, topic: str, frame: bytes) -> None:
+        """Publish a frame on a topic of a topic channel."""
+        try:
+            await self.redis.xadd(address, {"t": topic.encode(), "m": frame}, maxlen=_TOPIC_MAXLEN)
+        except StoreError as exc:
+            raise SendFailed(f"topic {address}: {exc}") from exc
+
+    async def topic_start(self, address: str) -> bytes:
+        """The position a new subscriber starts after (it sees only later messages)."""
+        return await self.redis.last_stream_id(address)
+
+    async def topic_read(self, address: str, after: bytes) -> list[tuple[bytes, str, bytes]]:
+        """(position, topic, frame) of messages after ``after``; waits a short while for some."""
+        entries = await self.redis.xread(
+            address, after, block_ms=int(_BLOCK_SLICE_S * 1000), count=100
+        )
+        return [(entry_id, f[b"t"].decode(), f[b"m"]) for entry_id, f in entries]
+
+    # -- inboxes ------------------------------------------------------------------------
+
+    async def inbox_open(self, address: str, lease: float) -> None:
+        """Mark an inbox's owner alive for ``lease`` seconds (call again to renew)."""
+        await self.redis.set(f"{address}:alive", b"1", ttl_ms=int(lease * 1000))
+
+    async def inbox_close(self, address: str) -> None:
+        """Mark an inbox's owner gone and drop what is left in it."""
+        await self.redis.delete(f"{address}:alive", address)
+
+    async def inbox_push(self, address: str, frame: bytes, lease: float) -> None:
+        """Deliver a frame to an inbox; :class:`DestinationUnavailable` if its owner is gone."""
+        delivered = await self.redis.script("inbox_push")(
+            [address, f"{address}:alive"], [frame, int(lease * 1000)]
+        )
+        if not delivered:
+            raise DestinationUnavailable(f"inbox {address}: its owner is gone")
+
+    async def inbox_pop(self, address: str) -> bytes | None:
+        """The next frame of an inbox, waiting a short while (None when nothing came)."""
+        return await self.redis.blpop(address, _BLOCK_SLICE_S)
+
+    # -- duplex groups ------------------------------------------------------------------
+
+    async def member_join(self, address: str, member: str, lease: float) -> None:
+        """Add (or renew) a member with a lease; announces it when it is new."""
+        added = await self.redis.zadd(f"{address}:members", {member: _now_ms() + int(lease * 1000)})
+        await self._ensure_group(f"{address}:m:{member}")
+        if added:
+            await self._event(address, "joined", member)
+
+    async def member_leave(self, address: str, member: str) -> None:
+        """Remove a member and its inbox; announces it."""
+        removed = await self.redis.zrem(f"{address}:members", member)
+        await self.redis.delete(f"{address}:m:{member}")
+        self._groups.discard(f"{address}:m:{member}")
+        if removed:
+            await self._event(address, "left", member)
+
+    async def members(self, address: str) -> list[str]:
+        """The members whose lease is current (expired ones are removed and announced)."""
+        live = await self.redis.script("members_live")(
+            [f"{address}:members", f"{address}:events"], [_now_ms(), _TOPIC_MAXLEN]
+        )
+        return [m.decode() for m in live]
+
+    async def member_send(self, address: str, member: str, frame: bytes) -> None:
+        """Send to one member's inbox; :class:`DestinationUnavailable` if it is not a member."""
+        deadline = await self.redis.zscore(f"{address}:members", member)
+        if deadline is None or deadline < _now_ms():
+            raise DestinationUnavailable(f"duplex {address}: {member!r} is not a member")
+        await self.queue_put(f"{address}:m:{member}", frame)
+
+    async def _event(self, address: str, event: str, member: str) -> None:
+        await self.redis.xadd(
+            f"{address}:events", {"e": event.encode(), "m": member.encode()}, maxlen=_TOPIC_MAXLEN
+        )
+
+    async def events_start(self, address: str) -> bytes:
+        """The position a new watcher of membership events starts after."""
+        return await self.redis.last_stream_id(f"{address}:events")
+
+    async def events_read(self, address: str, after: bytes) -> list[tuple[bytes, str, str]]:
+        """(position, event, member) of membership changes after ``after``; waits a little."""
+        entries = await self.redis.xread(
+            f"{address}:events", after, block_ms=int(_BLOCK_SLICE_S * 1000), count=100
+        )
+        return [(entry_id, f[b"e"].decode(), f[b"m"].decode()) for entry_id, f in entries]
+
+
+def _field(flat: list[bytes], name: bytes) -> bytes:
+    """A field of a stream entry as Lua returns it: a flat field/value list."""
+    for i in range(0, len(flat) - 1, 2):
+        if flat[i] == name:
+            return flat[i + 1]
+    raise SendFailed(f"malformed queue entry: no field {name.decode()!r}")

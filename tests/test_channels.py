@@ -1,0 +1,362 @@
+"""The channel library on real servers, for every transport.
+
+``hub`` and ``other_hub`` are two independent hubs (as two processes would have) on the
+same server; tests in ``test_channels_processes.py`` use real separate processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import pytest
+import trio
+
+from abaco.channels import (
+    DuplexChannel,
+    MembershipEvent,
+    QueueChannel,
+    ReplyChannel,
+    TopicChannel,
+    Transport,
+    open_hub,
+)
+from abaco.errors import (
+    Aborted,
+    ChannelClosed,
+    ChannelTimeout,
+    DestinationUnavailable,
+    RemoteError,
+)
+
+VISIBILITY = 0.3
+
+
+@pytest.fixture(params=["redis"])
+def transport(request) -> Transport:
+    return Transport(request.param)
+
+
+@pytest.fixture
+async def hub(redis, transport):
+    async with open_hub(redis, visibility=VISIBILITY, lease=1.0) as h:
+        yield h
+
+
+@pytest.fixture
+async def other_hub(redis, transport):
+    async with open_hub(redis, visibility=VISIBILITY, lease=1.0) as h:
+        yield h
+
+
+# -- queues -----------------------------------------------------------------------------
+
+
+async def test_a_queue_delivers_messages_in_order_and_ack_removes_them(hub):
+    queue = hub.open_queue()
+    for i in range(5):
+        await queue.put({"n": i})
+    assert await queue.length() == 5
+    received = []
+    for _ in range(5):
+        delivery = await queue.get(timeout=1)
+        received.append(delivery.message["n"])
+        await delivery.ack()
+    assert received == [0, 1, 2, 3, 4]
+    assert await queue.length() == 0
+
+
+async def test_each_message_goes_to_exactly_one_of_many_consumers(hub, other_hub):
+    queue = hub.open_queue()
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def consume(name, channel):
+        with contextlib.suppress(ChannelTimeout):
+            while True:
+                async with channel.receive(timeout=0.5) as message:
+                    seen[name].append(message)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume, "a", queue)
+        nursery.start_soon(consume, "b", other_hub.bind(queue))
+        for i in range(200):
+            await queue.put(i)
+    assert sorted(seen["a"] + seen["b"]) == list(range(200))
+    assert seen["a"]
+    assert seen["b"]
+    assert await queue.length() == 0
+
+
+async def test_get_times_out_with_channel_timeout(hub):
+    with pytest.raises(ChannelTimeout):
+        await hub.open_queue().get(timeout=0.05)
+
+
+async def test_an_unacknowledged_message_of_a_dead_consumer_goes_to_another(redis, hub):
+    queue = hub.open_queue()
+    await queue.put("precious")
+    async with open_hub(redis, visibility=VISIBILITY) as doomed:
+        taken = await doomed.bind(queue).get(timeout=1)
+        assert taken.message == "precious"
+    # The consumer is gone without acknowledging; after the visibility timeout it is
+    # delivered again, to whoever asks.
+    delivery = await queue.get(timeout=5)
+    assert delivery.message == "precious"
+    await delivery.ack()
+    assert await queue.length() == 0
+
+
+async def test_a_consumer_that_lost_its_delivery_cannot_acknowledge_it(hub, other_hub):
+    queue = hub.open_queue()
+    await queue.put("job")
+    slow = await queue.get(timeout=1)
+    await trio.sleep(VISIBILITY * 1.5)  # no renewal: presumed dead
+    fast = await other_hub.bind(queue).get(timeout=1)
+    assert fast.message == "job"
+    with pytest.raises(Aborted, match="reclaimed"):
+        await slow.ack()
+    with pytest.raises(Aborted):
+        await slow.renew()
+    await fast.ack()
+
+
+async def test_receive_renews_a_long_delivery_so_nobody_else_takes_it(hub, other_hub):
+    queue = hub.open_queue()
+    await queue.put("long job")
+    async with queue.receive(timeout=1) as message:
+        assert message == "long job"
+        await trio.sleep(VISIBILITY * 3)
+        with pytest.raises(ChannelTimeout):
+            await other_hub.bind(queue).get(timeout=VISIBILITY)
+    assert await queue.length() == 0
+
+
+async def test_receive_does_not_acknowledge_when_the_block_fails(hub):
+    queue = hub.open_queue()
+    await queue.put("retry me")
+    with pytest.raises(ZeroDivisionError):
+        async with queue.receive(timeout=1):
+            1 / 0  # noqa: B018
+    async with queue.receive(timeout=1) as message:
+        assert message == "retry me"
+
+
+async def test_cancelling_pending_gets_never_loses_a_message(hub, other_hub):
+    queue = hub.open_queue()
+    total = 150
+    received: list[int] = []
+
+    async def produce():
+        for i in range(total):
+            await other_hub.bind(queue).put(i)
+            await trio.sleep(random.uniform(0, 0.003))
+
+    async def consume_with_cancels():
+        while len(received) < total:
+            delivery = None
+            with trio.move_on_after(random.uniform(0.0005, 0.01)):
+                delivery = await queue.get(timeout=5)
+            if delivery is not None:
+                received.append(delivery.message)
+                await delivery.ack()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            nursery.start_soon(consume_with_cancels)
+    assert sorted(received) == list(range(total))
+
+
+async def test_a_channel_is_usable_only_through_a_hub(hub):
+    unbound = QueueChannel(Transport.REDIS, hub.open_queue().address)
+    with pytest.raises(ChannelClosed, match="not bound to a hub"):
+        await unbound.put(1)
+    await hub.bind(unbound).put(1)
+
+
+async def test_a_closed_hub_refuses_work(redis):
+    async with open_hub(redis) as hub:
+        queue = hub.open_queue()
+    with pytest.raises(ChannelClosed):
+        await queue.put(1)
+
+
+# -- channels inside messages -------------------------------------------------------------
+
+
+async def test_channels_inside_messages_arrive_working_and_equal(hub, other_hub):
+    requests = hub.open_queue()
+    reply_queue = hub.open_queue()
+    topic = hub.open_topic()
+    await requests.put({"to": [reply_queue, {"deep": (topic,)}], "again": reply_queue})
+
+    delivery = await other_hub.bind(requests).get(timeout=1)
+    received = delivery.message
+    assert received["to"][0] == reply_queue == received["again"]
+    assert hash(received["to"][0]) == hash(reply_queue)
+    assert received["to"][1]["deep"][0] == topic
+    await received["to"][0].put("answer")  # works: bound to other_hub on arrival
+    assert received["to"][0].hub is other_hub
+    assert (await reply_queue.get(timeout=1)).message == "answer"
+
+
+async def test_statistics_count_messages_and_bytes(hub):
+    queue = hub.open_queue()
+    await queue.put(b"x" * 100)
+    delivery = await queue.get(timeout=1)
+    stats = queue.statistics()
+    assert (stats.sent, stats.received) == (1, 1)
+    assert stats.bytes_sent == stats.bytes_received > 100
+    await delivery.ack()
+
+
+# -- topics -----------------------------------------------------------------------------
+
+
+async def _collect(subscription, count, into):
+    async for topic, message in subscription:
+        into.append((topic, message))
+        if len(into) == count:
+            return
+
+
+async def test_every_subscriber_gets_every_message_it_follows(hub, other_hub):
+    topic = hub.open_topic()
+    everything: list = []
+    only_logs: list = []
+    async with (
+        topic.subscribe() as all_sub,
+        other_hub.bind(topic).subscribe("log.") as log_sub,
+    ):
+        await topic.publish("log.info", 1)
+        await topic.publish("metric.cpu", 2)
+        await topic.publish("log.error", 3)
+        with trio.fail_after(5):
+            await _collect(all_sub, 3, everything)
+            await _collect(log_sub, 2, only_logs)
+    assert everything == [("log.info", 1), ("metric.cpu", 2), ("log.error", 3)]
+    assert only_logs == [("log.info", 1), ("log.error", 3)]
+
+
+async def test_a_subscriber_sees_only_messages_published_after_it_subscribed(hub):
+    topic = hub.open_topic()
+    await topic.publish("t", "before")
+    got: list = []
+    async with topic.subscribe() as sub:
+        await topic.publish("t", "after")
+        with trio.fail_after(5):
+            await _collect(sub, 1, got)
+    assert got == [("t", "after")]
+
+
+async def test_follow_and_unfollow_change_the_filters(hub):
+    topic = hub.open_topic()
+    got: list = []
+    async with topic.subscribe("a") as sub:
+        sub.follow("b")
+        sub.unfollow("a")
+        await topic.publish("a", 1)
+        await topic.publish("b", 2)
+        with trio.fail_after(5):
+            await _collect(sub, 1, got)
+    assert got == [("b", 2)]
+    assert isinstance(topic, TopicChannel)
+
+
+# -- request / reply ----------------------------------------------------------------------
+
+
+async def _serve(channel, handler, count=1):
+    for _ in range(count):
+        request = await channel.next_request(timeout=5)
+        try:
+            answer = handler(request.message)
+        except Exception as exc:
+            await request.fail(exc)
+        else:
+            await request.reply(answer)
+
+
+async def test_request_gets_its_answer(hub, other_hub):
+    service = hub.open_request()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_serve, other_hub.bind(service), lambda m: {"echo": m}, 3)
+        for i in range(3):
+            assert await service.request(i, timeout=5) == {"echo": i}
+
+
+async def test_concurrent_requests_get_their_own_answers(hub, other_hub):
+    service = hub.open_request()
+    answers: dict[int, int] = {}
+
+    async def ask(i):
+        answers[i] = await service.request(i, timeout=10)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_serve, other_hub.bind(service), lambda m: m * 10, 20)
+        for i in range(20):
+            nursery.start_soon(ask, i)
+    assert answers == {i: i * 10 for i in range(20)}
+
+
+async def test_a_request_nobody_answers_times_out(hub):
+    with pytest.raises(ChannelTimeout, match="no answer"):
+        await hub.open_request().request("anyone?", timeout=0.2)
+
+
+async def test_a_failed_request_raises_remote_error_naming_its_origin(hub, other_hub):
+    service = hub.open_request()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_serve, other_hub.bind(service), lambda m: 1 / m)
+        with pytest.raises(RemoteError, match="ZeroDivisionError") as info:
+            await service.request(0, timeout=5)
+    assert info.value.type_name == "ZeroDivisionError"
+    assert info.value.origin == service.address
+    assert "division by zero" in info.value.remote_traceback
+
+
+async def test_answering_a_requester_that_is_gone_is_destination_unavailable(redis, hub):
+    service = hub.open_request()
+    async with open_hub(redis) as requester:
+        with pytest.raises(ChannelTimeout):
+            await requester.bind(service).request("hello", timeout=0.1)
+    request = await service.next_request(timeout=1)
+    assert isinstance(request.reply_to, ReplyChannel)
+    with pytest.raises(DestinationUnavailable, match="owner is gone"):
+        await request.reply("too late")
+    assert await hub.bind(QueueChannel(Transport.REDIS, service.address)).length() == 0
+
+
+# -- duplex -----------------------------------------------------------------------------
+
+
+async def test_duplex_members_send_to_each_other_by_name(hub, other_hub):
+    group = hub.open_duplex()
+    async with group.join("alice") as alice, other_hub.bind(group).join("bob") as bob:
+        assert await group.membership() == ["alice", "bob"]
+        await alice.send("bob", "hi bob")
+        await bob.send("alice", "hi alice")
+        assert await bob.receive(timeout=1) == "hi bob"
+        assert await alice.receive(timeout=1) == "hi alice"
+    assert await group.membership() == []
+
+
+async def test_sending_to_a_non_member_is_destination_unavailable(hub):
+    group = hub.open_duplex()
+    with pytest.raises(DestinationUnavailable, match="'carol' is not a member"):
+        await group.send("carol", "hello?")
+
+
+async def test_membership_changes_are_announced(hub, other_hub):
+    group = hub.open_duplex()
+    events: list[MembershipEvent] = []
+    async with group.watch() as watched:
+        async with other_hub.bind(group).join("bob"):
+            pass
+        with trio.fail_after(5):
+            async for event in watched:
+                events.append(event)
+                if len(events) == 2:
+                    break
+    assert events == [MembershipEvent("joined", "bob"), MembershipEvent("left", "bob")]
+    assert isinstance(group, DuplexChannel)
