@@ -8,11 +8,13 @@ received inside a message works at once.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
+import os
+import tempfile
 import traceback
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import structlog
@@ -29,6 +31,7 @@ from abaco._channel_values import (
     Transport,
 )
 from abaco._transports.redis import RedisTransport
+from abaco._transports.zmq import ZmqTransport, ipc_endpoint, open_zmq_transport
 from abaco.actors.ids import new_id
 from abaco.errors import (
     ChannelClosed,
@@ -36,6 +39,7 @@ from abaco.errors import (
     ChannelTimeout,
     RemoteError,
     SendFailed,
+    WireError,
 )
 
 if TYPE_CHECKING:
@@ -137,16 +141,20 @@ class MembershipEvent:
     member: str
 
 
+class _Follow(Protocol):
+    async def receive(self) -> tuple[str, bytes]: ...
+    async def aclose(self) -> None: ...
+
+
 class Subscription:
     """Messages of a topic channel, filtered by topic prefix: ``async for topic, msg in sub``."""
 
     def __init__(
-        self, hub: Hub, channel: TopicChannel, after: bytes, filters: Sequence[str]
+        self, hub: Hub, channel: TopicChannel, follow: _Follow, filters: Sequence[str]
     ) -> None:
         self._hub = hub
         self._channel = channel
-        self._after = after
-        self._buffer: collections.deque[tuple[bytes, str, bytes]] = collections.deque()
+        self._follow = follow
         self.filters: set[str] = set(filters)
 
     def follow(self, topic_filter: str) -> None:
@@ -159,12 +167,8 @@ class Subscription:
 
     async def receive(self) -> tuple[str, Any]:
         """The next (topic, message) this subscription follows."""
-        transport = self._hub.transport(self._channel)
         while True:
-            while not self._buffer:
-                self._buffer.extend(await transport.topic_read(self._channel.address, self._after))
-            position, topic, frame = self._buffer.popleft()
-            self._after = position
+            topic, frame = await self._follow.receive()
             if not self.filters or any(topic.startswith(f) for f in self.filters):
                 return topic, self._hub.receive_frame(self._channel, frame)
 
@@ -178,19 +182,13 @@ class Subscription:
 class MembershipWatch:
     """Membership changes of a duplex group: ``async for event in watch``."""
 
-    def __init__(self, hub: Hub, channel: DuplexChannel, after: bytes) -> None:
-        self._hub = hub
-        self._channel = channel
-        self._after = after
-        self._buffer: collections.deque[tuple[bytes, str, str]] = collections.deque()
+    def __init__(self, follow: _Follow) -> None:
+        self._follow = follow
 
     async def receive(self) -> MembershipEvent:
         """The next membership change."""
-        transport = self._hub.transport(self._channel)
-        while not self._buffer:
-            self._buffer.extend(await transport.events_read(self._channel.address, self._after))
-        self._after, event, member = self._buffer.popleft()
-        return MembershipEvent(event, member)
+        event, member = await self._follow.receive()
+        return MembershipEvent(event, member.decode())
 
     def __aiter__(self) -> MembershipWatch:
         return self
@@ -224,22 +222,31 @@ class Hub:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | None,
         nursery: trio.Nursery,
         *,
         namespace: str,
         visibility: float,
         lease: float,
+        max_frame: int,
     ) -> None:
         self.id = new_id()
+        self.max_frame = max_frame
         self.namespace = namespace
+        self.visibility = visibility
         self.lease = lease
         self._nursery = nursery
-        self._redis = RedisTransport(redis, consumer=self.id, visibility=visibility)
+        self._redis = (
+            None if redis is None else RedisTransport(redis, self.id, visibility=visibility)
+        )
+        self._zmq: ZmqTransport | None = None
         self._closed = False
         self._counters: dict[Channel, _Counters] = {}
         self._waiting: dict[str, trio.MemorySendChannel[Any]] = {}
-        self.inbox = ReplyChannel(Transport.REDIS, f"{namespace}:ch:reply:{self.id}", hub=self)
+        self._inboxes: dict[Transport, ReplyChannel] = {}
+        if redis is not None:
+            address = f"{namespace}:ch:reply:{self.id}"
+            self._inboxes[Transport.REDIS] = ReplyChannel(Transport.REDIS, address, hub=self)
 
     # -- values ---------------------------------------------------------------------------
 
@@ -247,32 +254,69 @@ class Hub:
         """The same channel value, bound to this hub."""
         return attrs.evolve(channel, hub=self)
 
-    def _address(self, kind: str, name: str | None) -> str:
-        return f"{self.namespace}:ch:{kind}:{name or new_id()}"
+    @property
+    def default_transport(self) -> Transport:
+        """Redis when this hub has it, else 0MQ."""
+        return Transport.REDIS if self._redis is not None else Transport.ZMQ
 
-    def open_queue(self, name: str | None = None) -> QueueChannel:
-        """A queue channel named ``name`` (a new, unique one when None)."""
-        return QueueChannel(Transport.REDIS, self._address("queue", name), hub=self)
+    def _address(
+        self, kind: str, name: str | None, transport: Transport | None
+    ) -> tuple[Transport, str]:
+        transport = transport or self.default_transport
+        channel_id = f"{kind}:{name or new_id()}"
+        if transport is Transport.REDIS:
+            self._require_redis()
+            return transport, f"{self.namespace}:ch:{channel_id}"
+        return transport, self._require_zmq().address(channel_id)
 
-    def open_topic(self, name: str | None = None) -> TopicChannel:
+    def open_queue(
+        self, name: str | None = None, *, transport: Transport | None = None
+    ) -> QueueChannel:
+        """A queue channel named ``name`` (a new, unique one when None).
+
+        A 0MQ channel lives in this hub: it ends when the hub closes.
+        """
+        return QueueChannel(*self._address("queue", name, transport), hub=self)
+
+    def open_topic(
+        self, name: str | None = None, *, transport: Transport | None = None
+    ) -> TopicChannel:
         """A topic channel named ``name`` (a new one when None)."""
-        return TopicChannel(Transport.REDIS, self._address("topic", name), hub=self)
+        return TopicChannel(*self._address("topic", name, transport), hub=self)
 
-    def open_request(self, name: str | None = None) -> RequestChannel:
+    def open_request(
+        self, name: str | None = None, *, transport: Transport | None = None
+    ) -> RequestChannel:
         """A request channel named ``name`` (a new one when None)."""
-        return RequestChannel(Transport.REDIS, self._address("request", name), hub=self)
+        return RequestChannel(*self._address("request", name, transport), hub=self)
 
-    def open_duplex(self, name: str | None = None) -> DuplexChannel:
+    def open_duplex(
+        self, name: str | None = None, *, transport: Transport | None = None
+    ) -> DuplexChannel:
         """A duplex group named ``name`` (a new one when None)."""
-        return DuplexChannel(Transport.REDIS, self._address("duplex", name), hub=self)
+        return DuplexChannel(*self._address("duplex", name, transport), hub=self)
 
-    def transport(self, channel: Channel) -> RedisTransport:
+    def inbox(self, transport: Transport) -> ReplyChannel:
+        """This hub's reply inbox on ``transport``."""
+        return self._inboxes[transport]
+
+    def _require_redis(self) -> RedisTransport:
+        if self._redis is None:
+            raise SendFailed("this hub has no Redis connection")
+        return self._redis
+
+    def _require_zmq(self) -> ZmqTransport:
+        if self._zmq is None:
+            raise SendFailed("this hub has no 0MQ transport")
+        return self._zmq
+
+    def transport(self, channel: Channel) -> RedisTransport | ZmqTransport:
         """The transport that carries ``channel``."""
         if self._closed:
             raise ChannelClosed(f"the hub of {channel!r} is closed")
         if channel.transport is Transport.REDIS:
-            return self._redis
-        raise SendFailed(f"{channel!r}: transport {channel.transport} is not available here")
+            return self._require_redis()
+        return self._require_zmq()
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -282,7 +326,7 @@ class Hub:
 
     def decode(self, frame: bytes) -> Any:
         """A message from its wire form, with every channel in it bound to this hub."""
-        return _wire.decode(frame, bind=self.bind)
+        return _wire.decode(frame, max_size=self.max_frame, bind=self.bind)
 
     def _count(self, channel: Channel) -> _Counters:
         found = self._counters.get(channel)
@@ -293,6 +337,10 @@ class Hub:
     def send_frame(self, channel: Channel, message: Any) -> bytes:
         """Encode a message for ``channel`` and count it."""
         frame = self.encode(message)
+        if len(frame) > self.max_frame:
+            raise SendFailed(
+                f"{channel.address}: a {len(frame)}-byte message is over {self.max_frame}"
+            )
         counters = self._count(channel)
         counters.sent += 1
         counters.bytes_sent += len(frame)
@@ -317,8 +365,16 @@ class Hub:
 
     async def queue_get(self, channel: QueueChannel, timeout: float | None) -> Delivery:
         """Take a delivery from a queue channel."""
-        delivery_id, frame = await self.transport(channel).queue_take(channel.address, timeout)
-        return Delivery(self.receive_frame(channel, frame), channel, delivery_id)
+        transport = self.transport(channel)
+        delivery_id, frame = await transport.queue_take(channel.address, timeout)
+        try:
+            message = self.receive_frame(channel, frame)
+        except WireError:
+            # Nobody can ever decode it: drop it, or it would come back to every get.
+            _log.warning("channel.dropped_bad_frame", channel=channel.address, size=len(frame))
+            await transport.queue_settle(channel.address, delivery_id, "ack")
+            raise
+        return Delivery(message, channel, delivery_id)
 
     async def settle(self, delivery: Delivery, action: str) -> None:
         """Acknowledge or renew a delivery."""
@@ -328,7 +384,7 @@ class Hub:
     async def renew_forever(self, delivery: Delivery) -> None:
         """Renew a delivery every third of the visibility timeout until cancelled."""
         while True:
-            await trio.sleep(self._redis.visibility_ms / 3000)
+            await trio.sleep(self.visibility / 3)
             await self.settle(delivery, "renew")
 
     async def queue_length(self, channel: QueueChannel) -> int:
@@ -347,8 +403,11 @@ class Hub:
         self, channel: TopicChannel, filters: Sequence[str]
     ) -> AsyncIterator[Subscription]:
         """Subscribe to a topic channel from now on."""
-        after = await self.transport(channel).topic_start(channel.address)
-        yield Subscription(self, channel, after, filters)
+        follow = await self.transport(channel).follow(channel.address)
+        try:
+            yield Subscription(self, channel, follow, filters)
+        finally:
+            await follow.aclose()
 
     # -- request / reply ------------------------------------------------------------------
 
@@ -358,7 +417,9 @@ class Hub:
         send, receive = trio.open_memory_channel[Any](1)
         self._waiting[correlation_id] = send
         try:
-            await self.queue_put(channel, {"r": self.inbox, "c": correlation_id, "b": message})
+            await self.queue_put(
+                channel, {"r": self.inbox(channel.transport), "c": correlation_id, "b": message}
+            )
             with trio.move_on_after(timeout):
                 answer = await receive.receive()
                 if "e" in answer:
@@ -380,7 +441,10 @@ class Hub:
         """Take the next request from a request channel."""
         queue = QueueChannel(channel.transport, channel.address, hub=self)
         while True:
-            delivery = await self.queue_get(queue, timeout)
+            try:
+                delivery = await self.queue_get(queue, timeout)
+            except WireError:
+                continue  # dropped and logged by queue_get
             body = delivery.message
             if (
                 isinstance(body, dict)
@@ -401,24 +465,42 @@ class Hub:
             # Answered or not (the requester is gone), the request is done with.
             await request._delivery.ack()
 
-    async def _serve_inbox(self, task_status: trio.TaskStatus[None]) -> None:
-        transport = self._redis
-        await transport.inbox_open(self.inbox.address, self.lease)
-        task_status.started()
-        while True:
-            frame = await transport.inbox_pop(self.inbox.address)
-            if frame is None:
-                continue
-            answer = self.receive_frame(self.inbox, frame)
-            waiting = self._waiting.get(str(answer.get("c"))) if isinstance(answer, dict) else None
-            if waiting is not None:
-                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                    waiting.send_nowait(answer)
+    def _take_answer(self, inbox: ReplyChannel, frame: bytes) -> None:
+        try:
+            answer = self.receive_frame(inbox, frame)
+        except WireError as exc:
+            _log.warning("channel.dropped_bad_reply", error=str(exc))
+            return
+        waiting = self._waiting.get(str(answer.get("c"))) if isinstance(answer, dict) else None
+        if waiting is not None:
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                waiting.send_nowait(answer)
 
-    async def _keep_inbox_alive(self) -> None:
+    async def _serve_redis_inbox(self, task_status: trio.TaskStatus[None]) -> None:
+        transport = self._require_redis()
+        inbox = self._inboxes[Transport.REDIS]
+        await transport.inbox_open(inbox.address, self.lease)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep_redis_inbox_alive, inbox)
+            while True:
+                frame = await transport.inbox_pop(inbox.address)
+                if frame is not None:
+                    self._take_answer(inbox, frame)
+
+    async def _keep_redis_inbox_alive(self, inbox: ReplyChannel) -> None:
         while True:
             await trio.sleep(self.lease / 3)
-            await self._redis.inbox_open(self.inbox.address, self.lease)
+            await self._require_redis().inbox_open(inbox.address, self.lease)
+
+    async def _serve_zmq_inbox(self, task_status: trio.TaskStatus[None]) -> None:
+        transport = self._require_zmq()
+        inbox = ReplyChannel(Transport.ZMQ, transport.address("inbox"), hub=self)
+        async with transport.open_inbox() as frames:
+            self._inboxes[Transport.ZMQ] = inbox
+            task_status.started()
+            async for frame in frames:
+                self._take_answer(inbox, frame)
 
     # -- duplex -----------------------------------------------------------------------------
 
@@ -451,9 +533,11 @@ class Hub:
     @contextlib.asynccontextmanager
     async def duplex_watch(self, channel: DuplexChannel) -> AsyncIterator[MembershipWatch]:
         """Membership events of a duplex group from now on."""
-        yield MembershipWatch(
-            self, channel, await self.transport(channel).events_start(channel.address)
-        )
+        follow = await self.transport(channel).follow(f"{channel.address}:events")
+        try:
+            yield MembershipWatch(follow)
+        finally:
+            await follow.aclose()
 
     # -- life -------------------------------------------------------------------------------
 
@@ -479,37 +563,69 @@ class Hub:
         finally:
             scope.cancel()
 
-    async def _start(self) -> None:
-        await self._nursery.start(self._serve_inbox)
-        self._nursery.start_soon(self._keep_inbox_alive)
+    async def _start(self, zmq_transport: ZmqTransport) -> None:
+        self._zmq = zmq_transport
+        await self._nursery.start(self._serve_zmq_inbox)
+        if self._redis is not None:
+            await self._nursery.start(self._serve_redis_inbox)
 
     async def _close(self) -> None:
         self._closed = True
-        with trio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await self._redis.inbox_close(self.inbox.address)
+        if self._redis is not None:
+            with trio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self._redis.inbox_close(self._inboxes[Transport.REDIS].address)
+
+
+def _runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"abaco-{os.getuid()}"
 
 
 @contextlib.asynccontextmanager
 async def open_hub(
-    redis: Redis,
+    redis: Redis | None = None,
     *,
     namespace: str = "abaco",
     visibility: float = 30.0,
     lease: float = 10.0,
+    zmq_endpoint: str | None = None,
+    answer_timeout: float = 5.0,
+    max_frame: int = _wire.DEFAULT_MAX_SIZE,
 ) -> AsyncIterator[Hub]:
-    """Open a hub on ``redis`` for the duration of the block.
+    """Open a hub for the duration of the block.
 
+    ``redis``: the connection for Redis channels (a hub without one has only 0MQ).
     ``visibility``: seconds a queue delivery stays with a consumer that stopped renewing
-    it before another consumer may take it. ``lease``: seconds this hub's inbox and
-    memberships outlive it if it dies without closing them.
+    it before another consumer may take it. ``lease``: seconds this hub's inboxes,
+    subscriptions and memberships outlive it if it dies without closing them.
+    ``zmq_endpoint``: where this hub serves its 0MQ channels; by default an ``ipc://``
+    socket in the runtime dir (one host); use ``tcp://HOST:*`` to serve other hosts.
+    ``answer_timeout``: seconds to wait for another hub before it counts as unavailable.
+    ``max_frame``: the largest encoded message sent or accepted, in bytes.
     """
     if not (visibility > 0 and lease > 0 and math.isfinite(visibility + lease)):
         raise ValueError("visibility and lease must be positive numbers of seconds")
     async with trio.open_nursery() as nursery:
-        hub = Hub(redis, nursery, namespace=namespace, visibility=visibility, lease=lease)
-        await hub._start()
-        try:
-            yield hub
-        finally:
-            await hub._close()
-            nursery.cancel_scope.cancel()
+        hub = Hub(
+            redis,
+            nursery,
+            namespace=namespace,
+            visibility=visibility,
+            lease=lease,
+            max_frame=max_frame,
+        )
+        endpoint = zmq_endpoint or ipc_endpoint(_runtime_dir(), hub.id)
+        async with open_zmq_transport(
+            nursery,
+            hub.id,
+            endpoint,
+            visibility=visibility,
+            lease=lease,
+            answer_timeout=answer_timeout,
+        ) as zmq_transport:
+            await hub._start(zmq_transport)
+            try:
+                yield hub
+            finally:
+                await hub._close()
+                nursery.cancel_scope.cancel()

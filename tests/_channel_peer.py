@@ -1,5 +1,6 @@
 """A separate process that uses channels, for tests: ``python -m tests._channel_peer MODE ...``.
 
+``ADDRESS`` is a channel address on either transport (0MQ ones look like ``ipc://...#id``).
 Modes (all print one line per event and flush, so the test can follow along):
 - ``take URL ADDRESS``: take one queue message without acknowledging it, print
   ``TAKEN <message>``, then hang until killed.
@@ -22,16 +23,20 @@ from abaco.redis_client import open_redis
 VISIBILITY = 0.3
 
 
+def _transport(address: str) -> Transport:
+    return Transport.ZMQ if "#" in address else Transport.REDIS
+
+
 async def _take(url: str, address: str) -> None:
     async with open_redis(url) as redis, open_hub(redis, visibility=VISIBILITY) as hub:
-        delivery = await hub.bind(QueueChannel(Transport.REDIS, address)).get(timeout=10)
+        delivery = await hub.bind(QueueChannel(_transport(address), address)).get(timeout=10)
         print(f"TAKEN {delivery.message}", flush=True)
         await trio.sleep_forever()
 
 
 async def _serve(url: str, address: str, count: int) -> None:
     async with open_redis(url) as redis, open_hub(redis, visibility=VISIBILITY) as hub:
-        service = hub.bind(RequestChannel(Transport.REDIS, address))
+        service = hub.bind(RequestChannel(_transport(address), address))
         print("READY", flush=True)
         for _ in range(count):
             request = await service.next_request(timeout=10)
@@ -45,7 +50,7 @@ def main() -> None:
     elif mode == "serve":
         trio.run(_serve, url, address, int(rest[0]))
     else:
-        queue = QueueChannel(Transport.REDIS, address)
+        queue = QueueChannel(_transport(address), address)
         with open_blocking_hub(url, visibility=VISIBILITY) as hub:
             for i in range(int(rest[0])):
                 if mode == "produce":

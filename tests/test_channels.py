@@ -27,26 +27,42 @@ from abaco.errors import (
     ChannelTimeout,
     DestinationUnavailable,
     RemoteError,
+    SendFailed,
+    WireError,
 )
 
 VISIBILITY = 0.3
 
 
-@pytest.fixture(params=["redis"])
+@pytest.fixture(params=["redis", "zmq"])
 def transport(request) -> Transport:
     return Transport(request.param)
+
+
+class _OnTransport:
+    """A hub whose ``open_*`` make channels on the transport under test."""
+
+    def __init__(self, hub, transport):
+        self._hub = hub
+        self._transport = transport
+
+    def __getattr__(self, name):
+        found = getattr(self._hub, name)
+        if name.startswith("open_"):
+            return lambda *a, **kw: found(*a, transport=self._transport, **kw)
+        return found
 
 
 @pytest.fixture
 async def hub(redis, transport):
     async with open_hub(redis, visibility=VISIBILITY, lease=1.0) as h:
-        yield h
+        yield _OnTransport(h, transport)
 
 
 @pytest.fixture
 async def other_hub(redis, transport):
     async with open_hub(redis, visibility=VISIBILITY, lease=1.0) as h:
-        yield h
+        yield _OnTransport(h, transport)
 
 
 # -- queues -----------------------------------------------------------------------------
@@ -196,7 +212,7 @@ async def test_channels_inside_messages_arrive_working_and_equal(hub, other_hub)
     assert hash(received["to"][0]) == hash(reply_queue)
     assert received["to"][1]["deep"][0] == topic
     await received["to"][0].put("answer")  # works: bound to other_hub on arrival
-    assert received["to"][0].hub is other_hub
+    assert received["to"][0].hub is other_hub._hub
     assert (await reply_queue.get(timeout=1)).message == "answer"
 
 
@@ -360,3 +376,48 @@ async def test_membership_changes_are_announced(hub, other_hub):
                     break
     assert events == [MembershipEvent("joined", "bob"), MembershipEvent("left", "bob")]
     assert isinstance(group, DuplexChannel)
+
+
+# -- bad frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        (b"\xc1", "malformed"),  # a byte msgpack never uses
+        (b"\x92\x01", "truncated"),  # an array of two with one element
+        (b"\xc7\x03\x63abc", "ext"),  # an extension type that is not ours
+        (b"\xc4\xff" + b"x" * 255, "over"),  # bigger than the receiving hub accepts
+    ],
+)
+async def test_a_bad_frame_is_a_wire_error_and_the_next_message_still_arrives(
+    redis, transport, frame, error
+):
+    async with open_hub(redis, max_frame=200) as hub:
+        queue = hub.open_queue(transport=transport)
+        await hub.transport(queue).queue_put(queue.address, frame)  # bypasses the encoder
+        await queue.put("fine")
+        with pytest.raises(WireError):
+            await queue.get(timeout=1)
+        delivery = await queue.get(timeout=1)
+        assert delivery.message == "fine"
+        await delivery.ack()
+        assert await queue.length() == 0
+
+
+async def test_a_message_over_the_frame_limit_is_refused_at_the_sender(redis, transport):
+    async with open_hub(redis, max_frame=100) as hub:
+        queue = hub.open_queue(transport=transport)
+        with pytest.raises(SendFailed, match="over 100"):
+            await queue.put(b"x" * 200)
+        assert await queue.length() == 0
+
+
+async def test_a_bad_request_frame_is_dropped_and_the_server_goes_on(redis, transport):
+    async with open_hub(redis) as hub:
+        service = hub.open_request(transport=transport)
+        await hub.transport(service).queue_put(service.address, b"\xc1")
+        await hub.bind(QueueChannel(transport, service.address)).put("not a request")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve, service, lambda m: m + 1)
+            assert await service.request(41, timeout=5) == 42

@@ -8,9 +8,10 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import trio
 
-from abaco.channels import open_blocking_hub, open_hub
+from abaco.channels import Transport, open_blocking_hub, open_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +34,15 @@ async def _read_line(process: trio.Process) -> str:
     return data.decode().strip()
 
 
-async def test_a_message_taken_by_a_consumer_killed_with_sigkill_goes_to_another(
-    redis, settings, valkey_server
-):
+@pytest.fixture(params=["redis", "zmq"])
+def transport(request) -> Transport:
+    return Transport(request.param)
+
+
+async def test_a_message_taken_by_a_consumer_killed_with_sigkill_goes_to_another(redis, transport):
     url = redis.url
     async with open_hub(redis, visibility=0.3) as hub:
-        queue = hub.open_queue()
+        queue = hub.open_queue(transport=transport)
         await queue.put("survives")
         peer = await _peer("take", url, queue.address)
         try:
@@ -56,9 +60,9 @@ async def test_a_message_taken_by_a_consumer_killed_with_sigkill_goes_to_another
     assert peer.returncode == -signal.SIGKILL
 
 
-async def test_producer_and_consumer_processes_pass_every_message(redis):
+async def test_producer_and_consumer_processes_pass_every_message(redis, transport):
     async with open_hub(redis) as hub:
-        queue = hub.open_queue()
+        queue = hub.open_queue(transport=transport)
         consumer = await _peer("consume", redis.url, queue.address, "50")
         producer = await _peer("produce", redis.url, queue.address, "50")
         try:
@@ -75,9 +79,9 @@ async def test_producer_and_consumer_processes_pass_every_message(redis):
     assert got == [f"GOT {i}" for i in range(50)]
 
 
-async def test_a_request_is_answered_by_another_process(redis):
+async def test_a_request_is_answered_by_another_process(redis, transport):
     async with open_hub(redis) as hub:
-        service = hub.open_request()
+        service = hub.open_request(transport=transport)
         server = await _peer("serve", redis.url, service.address, "3")
         try:
             with trio.fail_after(20):
@@ -93,10 +97,11 @@ async def test_a_request_is_answered_by_another_process(redis):
     assert {a["pid"] for a in answers} == {server.pid}
 
 
-def test_threads_share_a_queue_through_blocking_hubs(valkey_server):
+@pytest.mark.parametrize("transport", list(Transport))
+def test_threads_share_a_queue_through_blocking_hubs(valkey_server, transport):
     got: list[int] = []
     with open_blocking_hub(valkey_server.url) as producer_hub:
-        queue = producer_hub.hub.open_queue()
+        queue = producer_hub.hub.open_queue(transport=transport)
 
         def consume() -> None:
             with open_blocking_hub(valkey_server.url) as consumer_hub:

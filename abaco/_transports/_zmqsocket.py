@@ -1,18 +1,16 @@
 """pyzmq sockets driven natively by trio, in the trio thread, with no helper task.
 
-A zmq socket has one file descriptor (``zmq.FD``) that becomes readable when the socket's
-events *may* have changed: the truth is in ``zmq.EVENTS``, and reading EVENTS, or any send
-or recv, can consume that edge. trio lets one task at a time wait on an fd, so a socket
-elects a *watcher*: the first task that must wait sleeps on the fd, every other waiting
-task parks on a ParkingLot, and the watcher unparks them all when it wakes. A task that
-touches the socket while a watcher sleeps re-reads EVENTS and, if some waiting task can
-now go on, cancels the watcher's sleep (a *kick*): that touch may have eaten the edge the
-watcher needed (the lost wakeup). Each wait re-reads EVENTS before sleeping, so an edge
-consumed by anyone is never waited for.
+A zmq socket's one fd (``zmq.FD``) turns readable when its events *may* have changed; the
+truth is ``zmq.EVENTS``, and reading EVENTS, or any send or recv, can eat that edge. trio
+lets one task wait on an fd, so the first task that must wait becomes the *watcher* and
+sleeps on the fd; other waiting tasks park, and the watcher unparks them when it wakes.
+Every wait re-reads EVENTS first, and a task that touches the socket while a watcher
+sleeps re-reads EVENTS for it and, if a waiting task can now go on, cancels the watcher's
+sleep (a *kick*): the touch may have eaten the edge it needed (the lost wakeup).
 
-Multipart messages are atomic in libzmq, and every call here is non-blocking and
-synchronous, so a cancelled ``recv_multipart`` leaves its message in the socket and a
-cancelled ``send_multipart`` sends all of its frames or none.
+Multipart messages are atomic in libzmq, and each call into it here is non-blocking, so a
+cancelled ``recv_multipart`` leaves its message queued and a cancelled ``send_multipart``
+has sent all of its frames or none.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ class ZmqSocket:
 
     def __init__(self, socket: zmq.Socket[bytes]) -> None:
         self._socket = socket
-        self._fd: int = socket.getsockopt(zmq.FD)  # type: ignore[assignment]
+        self._fd = socket.fileno()  # zmq.FD
         self._watcher: trio.CancelScope | None = None  # the one task asleep on the fd
         self._lot = trio.lowlevel.ParkingLot()  # the other tasks that wait
         self._wanted: dict[int, int] = {zmq.POLLIN: 0, zmq.POLLOUT: 0}  # waiting tasks by event
@@ -108,9 +106,9 @@ class ZmqSocket:
         return await self._retry(self.recv_multipart_nowait, zmq.POLLIN)
 
     def close(self, linger: int = 0) -> None:
-        """Close now, dropping unsent messages after ``linger`` ms; idempotent.
+        """Close at once (idempotent); tasks waiting on it get `trio.ClosedResourceError`.
 
-        Tasks waiting on the socket get `trio.ClosedResourceError`.
+        Unsent messages are dropped after ``linger`` milliseconds.
         """
         if self._socket.closed:
             return
@@ -156,8 +154,7 @@ class ZmqSocket:
     async def _retry(self, attempt: Callable[[], _T], event: int) -> _T:
         """Run ``attempt`` until it stops raising WouldBlock, waiting for ``event`` between.
 
-        A checkpoint, as trio's own sockets are: it checks for cancellation first and
-        yields once, whether or not it had to wait.
+        A checkpoint, like trio's sockets: cancellable first, and yields once, waited or not.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         slept = ready = False

@@ -18,6 +18,7 @@ Acknowledging is fenced: a consumer that lost a delivery cannot acknowledge it.
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFa
 if TYPE_CHECKING:
     from abaco.redis_client import Redis
 
-__all__ = ["RedisTransport"]
+__all__ = ["RedisFollow", "RedisTransport"]
 
 _GROUP = "g"
 _TOPIC_MAXLEN = 10_000
@@ -115,16 +116,9 @@ class RedisTransport:
         except StoreError as exc:
             raise SendFailed(f"topic {address}: {exc}") from exc
 
-    async def topic_start(self, address: str) -> bytes:
-        """The position a new subscriber starts after (it sees only later messages)."""
-        return await self.redis.last_stream_id(address)
-
-    async def topic_read(self, address: str, after: bytes) -> list[tuple[bytes, str, bytes]]:
-        """(position, topic, frame) of messages after ``after``; waits a short while for some."""
-        entries = await self.redis.xread(
-            address, after, block_ms=int(_BLOCK_SLICE_S * 1000), count=100
-        )
-        return [(entry_id, f[b"t"].decode(), f[b"m"]) for entry_id, f in entries]
+    async def follow(self, address: str) -> RedisFollow:
+        """Follow a topic stream (or a duplex group's events) from now on."""
+        return RedisFollow(self.redis, address, await self.redis.last_stream_id(address))
 
     # -- inboxes ------------------------------------------------------------------------
 
@@ -181,19 +175,32 @@ class RedisTransport:
 
     async def _event(self, address: str, event: str, member: str) -> None:
         await self.redis.xadd(
-            f"{address}:events", {"e": event.encode(), "m": member.encode()}, maxlen=_TOPIC_MAXLEN
+            f"{address}:events", {"t": event.encode(), "m": member.encode()}, maxlen=_TOPIC_MAXLEN
         )
 
-    async def events_start(self, address: str) -> bytes:
-        """The position a new watcher of membership events starts after."""
-        return await self.redis.last_stream_id(f"{address}:events")
 
-    async def events_read(self, address: str, after: bytes) -> list[tuple[bytes, str, str]]:
-        """(position, event, member) of membership changes after ``after``; waits a little."""
-        entries = await self.redis.xread(
-            f"{address}:events", after, block_ms=int(_BLOCK_SLICE_S * 1000), count=100
-        )
-        return [(entry_id, f[b"e"].decode(), f[b"m"].decode()) for entry_id, f in entries]
+class RedisFollow:
+    """(topic, frame) pairs of a topic stream after a position, read in batches."""
+
+    def __init__(self, redis: Redis, address: str, after: bytes) -> None:
+        self._redis = redis
+        self._address = address
+        self._after = after
+        self._buffer: collections.deque[tuple[bytes, dict[bytes, bytes]]] = collections.deque()
+
+    async def receive(self) -> tuple[str, bytes]:
+        """The next (topic, frame)."""
+        while not self._buffer:
+            self._buffer.extend(
+                await self._redis.xread(
+                    self._address, self._after, block_ms=int(_BLOCK_SLICE_S * 1000), count=100
+                )
+            )
+        self._after, fields = self._buffer.popleft()
+        return fields[b"t"].decode(), fields[b"m"]
+
+    async def aclose(self) -> None:
+        """Stop following (nothing to release on Redis)."""
 
 
 def _field(flat: list[bytes], name: bytes) -> bytes:

@@ -5,7 +5,7 @@
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 for _, member in ipairs(expired) do
   if redis.call('ZREM', KEYS[1], member) == 1 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', 'left', 'm', member)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 't', 'left', 'm', member)
   end
 end
 return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
