@@ -26,6 +26,23 @@ from attrs import AttrsInstance
 from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus
 from abaco.errors import BadRequest
 
+__all__ = [
+    "DEFAULT_TENANT",
+    "Actor",
+    "ActorType",
+    "Alias",
+    "Execution",
+    "Nonce",
+    "Permission",
+    "PermissionLevel",
+    "Worker",
+    "converter",
+    "fields_of",
+    "from_dict",
+    "to_dict",
+    "utcnow",
+]
+
 DEFAULT_TENANT = "default"
 
 ActorType = Literal["none", "bin"]
