@@ -5,8 +5,9 @@ Sub-commands so far:
 - ``abaco up``: runs the platform on this machine on its embedded defaults. Today that
   is the data layer (the embedded Valkey under the state dir, or the configured Redis);
   the API, scheduler, spawner and health actors join it as their issues land.
-  ``--demo`` writes an actor and an execution through the stores, reads them back and
-  exits, to show a new installation working.
+  ``--demo`` writes an actor and an execution through the stores, reads them back, sends
+  a request over a Redis channel and a 0MQ channel, and exits, to show a new
+  installation working.
 - ``abaco version``.
 """
 
@@ -25,6 +26,7 @@ from abaco import __version__
 from abaco.actors.ids import new_id
 from abaco.actors.models import Actor, Execution
 from abaco.actors.states import ExecutionStatus
+from abaco.channels import RequestChannel, Transport, open_hub
 from abaco.config import Settings, load_settings
 from abaco.errors import AbacoError
 from abaco.logconfig import configure_logging
@@ -84,6 +86,23 @@ async def _demo(stores: Stores) -> None:
     await stores.logs.delete(execution.id)
 
 
+async def _demo_channels(redis: Redis, settings: Settings) -> None:
+    async with open_hub(redis, namespace=settings.redis.key_prefix) as hub:
+        for transport in Transport:
+            service = hub.open_request(transport=transport)
+
+            async def echo(service: RequestChannel = service) -> None:
+                request = await service.next_request(timeout=5)
+                await request.reply({"echo": request.message})
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(echo)
+                start = trio.current_time()
+                answer = await service.request("ping", timeout=5)
+                took_ms = (trio.current_time() - start) * 1000
+            print(f"channel    {transport.value:5} request/reply {answer}  {took_ms:.2f} ms")
+
+
 async def _up(settings: Settings, demo: bool) -> None:
     async with _platform_redis(settings) as redis:
         info = await redis.server_info()
@@ -94,6 +113,7 @@ async def _up(settings: Settings, demo: bool) -> None:
         print(f"  durable acks {durable}; WAITAOF {'available' if info.has_waitaof else 'missing'}")
         if demo:
             await _demo(Stores.open(redis, settings))
+            await _demo_channels(redis, settings)
             return
         print("running; press Ctrl-C to stop")
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -1,0 +1,62 @@
+"""The ``abaco`` command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _abaco(tmp_path, *args, env=None):
+    environ = {**os.environ, "ABACO__STATE__DIR": str(tmp_path / "state"), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "abaco", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_up_demo_runs_the_embedded_platform_and_shows_it_working(tmp_path):
+    result = _abaco(tmp_path, "up", "--demo")
+    assert result.returncode == 0, result.stderr
+    assert "data on valkey" in result.stdout
+    assert "durable acks yes" in result.stdout
+    assert "status=COMPLETE" in result.stdout
+    assert "redis request/reply {'echo': 'ping'}" in result.stdout
+    assert "zmq   request/reply {'echo': 'ping'}" in result.stdout
+    # The embedded server kept its data under the state dir.
+    assert (tmp_path / "state" / "valkey" / "appendonlydir").is_dir()
+
+
+def test_a_bad_configuration_is_a_clear_error_not_a_traceback(tmp_path):
+    result = _abaco(tmp_path, "up", "--demo", env={"ABACO__REDIS__DB": "many"})
+    assert result.returncode == 1
+    assert "ABACO__REDIS__DB" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_redis_is_a_clear_error(tmp_path):
+    result = _abaco(tmp_path, "up", "--demo", env={"ABACO__REDIS__URL": "redis://127.0.0.1:1/0"})
+    assert result.returncode == 1
+    assert "redis://127.0.0.1:1/0: Redis unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version(tmp_path):
+    result = _abaco(tmp_path, "version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "0.1.0"
+
+
+def test_the_spawner_command_describes_itself():
+    result = subprocess.run(
+        [sys.executable, "-c", "from abaco.spawner import main; main(['--help'])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "per-host spawner" in result.stdout
