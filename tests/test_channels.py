@@ -421,3 +421,24 @@ async def test_a_bad_request_frame_is_dropped_and_the_server_goes_on(redis, tran
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_serve, service, lambda m: m + 1)
             assert await service.request(41, timeout=5) == 42
+
+
+async def test_zmq_channels_served_over_tcp_work_like_ipc_ones(redis):
+    async with (
+        open_hub(redis, zmq_endpoint="tcp://127.0.0.1:*") as owner,
+        open_hub(redis) as user,
+    ):
+        queue = owner.open_queue(transport=Transport.ZMQ)
+        assert queue.address.startswith("tcp://127.0.0.1:")
+        await user.bind(queue).put("over tcp")
+        delivery = await queue.get(timeout=5)
+        assert delivery.message == "over tcp"
+        await delivery.ack()
+
+
+async def test_a_zmq_channel_whose_owner_is_gone_is_destination_unavailable(redis):
+    async with open_hub(redis) as owner:
+        queue = owner.open_queue(transport=Transport.ZMQ)
+    async with open_hub(redis, answer_timeout=0.2) as user:
+        with pytest.raises(DestinationUnavailable, match="owner is gone"):
+            await user.bind(queue).put("anyone?")
