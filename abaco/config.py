@@ -153,6 +153,34 @@ class LoggingSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ApiSettings:
+    """``[api]``: the REST API server."""
+
+    host: str = attrs.field(default="127.0.0.1", validator=_NON_EMPTY)
+    """Address the API listens on."""
+    port: int = attrs.field(default=8000, validator=_PORT)
+    """Port the API listens on; 0 picks a free one."""
+    max_body_bytes: int = attrs.field(default=1048576, validator=_AT_LEAST_ONE)
+    """Largest request body accepted, except bundle uploads (413 above it)."""
+
+
+@attrs.frozen(kw_only=True)
+class RepositorySettings:
+    """``[repository]``: the software repository of actor bundles."""
+
+    dir: str = ""
+    """Where bundles are kept; "" means the ``repository`` folder of the state dir."""
+    max_bundle_bytes: int = attrs.field(default=268435456, validator=_AT_LEAST_ONE)
+    """Largest bundle archive accepted (413 above it)."""
+    max_members: int = attrs.field(default=10000, validator=_AT_LEAST_ONE)
+    """Most files a bundle may hold."""
+    max_unpacked_bytes: int = attrs.field(default=1073741824, validator=_AT_LEAST_ONE)
+    """Largest total size of a bundle's files once unpacked."""
+    max_ratio: int = attrs.field(default=200, validator=_AT_LEAST_ONE)
+    """Largest compression ratio of one file (higher looks like a zip bomb)."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -161,6 +189,8 @@ class Settings:
     valkey: ValkeySettings = attrs.Factory(ValkeySettings)
     stores: StoresSettings = attrs.Factory(StoresSettings)
     logging: LoggingSettings = attrs.Factory(LoggingSettings)
+    api: ApiSettings = attrs.Factory(ApiSettings)
+    repository: RepositorySettings = attrs.Factory(RepositorySettings)
 
 
 # Section name -> section class; and per section, option name -> option type.

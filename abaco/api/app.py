@@ -1,0 +1,91 @@
+"""The REST API application: ``create_app(settings)`` and ``serve_api``.
+
+Routes live in one module per resource; this module wires them, opens the shared
+resources once in ``while_serving`` (Redis, stores, the channel hub), and turns every
+error into Abaco's JSON envelope with the status from :mod:`abaco.api.envelope`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from quart import Response, jsonify
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from abaco.api.envelope import error, ok, status_of
+from abaco.errors import AbacoError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from abaco.config import Settings
+
+__all__ = ["create_app", "serve_api"]
+
+_log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio:
+    """The API application for ``settings``; ``redis_url`` overrides ``[redis] url``."""
+    app = QuartTrio("abaco")
+    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
+    app.config["abaco.settings"] = settings
+    app.config["abaco.redis_url"] = redis_url or settings.redis.url
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return ok({"healthy": True}, "abaco is up.")
+
+    @app.errorhandler(AbacoError)
+    async def abaco_error(exc: AbacoError) -> tuple[Response, int]:
+        status = status_of(exc)
+        if status >= 500:
+            _log.warning("api.unavailable", error=str(exc))
+        return jsonify(error(str(exc))), status
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        message = {
+            404: "Not found: no such resource.",
+            405: "Invalid HTTP method on requested resource.",
+            413: f"Request body too large: the limit is {settings.api.max_body_bytes} bytes.",
+        }.get(status, exc.description or exc.name)
+        return jsonify(error(message)), status
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> tuple[Response, int]:
+        _log.exception("api.unexpected_error")
+        return jsonify(error("Unexpected error processing the request.")), 500
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_api(app: QuartTrio, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` with hypercorn for the duration of the block; yields its base URL.
+
+    Leaving the block shuts the server down gracefully (in-flight requests finish).
+    """
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 5.0
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
+
+        binds: list[str] = await nursery.start(run)
+        try:
+            yield binds[0]
+        finally:
+            stop.set()
