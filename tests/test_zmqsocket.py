@@ -165,9 +165,10 @@ async def test_cancelled_send_sends_nothing(context):
     """A PUSH with no peer cannot send: a cancelled send leaves nothing behind."""
     with open_zmq_socket(context, zmq.PUSH) as push:
         address = push.bind(f"inproc://{uuid.uuid4().hex}")
-        with trio.move_on_after(0.05) as scope:
-            await push.send_multipart([b"lost", b"half"])
-        assert scope.cancelled_caught
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push.send_multipart, [b"lost", b"half"])
+            await trio.testing.wait_all_tasks_blocked()  # the send waits for a peer
+            nursery.cancel_scope.cancel()
         with open_zmq_socket(context, zmq.PULL) as pull:
             pull.connect(address)
             await push.send_multipart([b"kept"])
@@ -187,7 +188,7 @@ async def test_high_water_mark_back_pressure_without_peer(context, endpoint):
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(push.send_multipart, [b"waited"])
-                await trio.sleep(0.05)  # the send is really waiting
+                await trio.testing.wait_all_tasks_blocked()  # the send is really waiting
                 with open_zmq_socket(context, zmq.PULL) as pull:
                     pull.connect(real)
                     assert await pull.recv_multipart() == [b"waited"]
@@ -209,20 +210,21 @@ async def test_high_water_mark_back_pressure_with_slow_reader(context):
         assert sent >= 1
         async with trio.open_nursery() as nursery:
             nursery.start_soon(push.send_multipart, [b"%d" % sent])
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()
             got = [int((await pull.recv_multipart())[0]) for _ in range(sent + 1)]
     assert got == list(range(sent + 1))
 
 
-@pytest.mark.parametrize("role", ["watcher and parked", "sender"])
+@pytest.mark.parametrize("role", ["receivers", "senders"])
 async def test_close_wakes_waiters_with_closed_resource_error(context, role):
-    sock = open_zmq_socket(context, zmq.PUSH if role == "sender" else zmq.PULL)
+    """Three tasks wait (one asleep on the fd, two parked); closing wakes them all."""
+    sock = open_zmq_socket(context, zmq.PUSH if role == "senders" else zmq.PULL)
     sock.bind(f"inproc://{uuid.uuid4().hex}")  # no peer: nothing to send to or receive
     failures: list[BaseException] = []
 
     async def wait_on_it():
         try:
-            if role == "sender":
+            if role == "senders":
                 await sock.send_multipart([b"x"])
             else:
                 await sock.recv_multipart()

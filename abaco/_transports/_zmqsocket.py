@@ -15,8 +15,7 @@ has sent all of its frames or none.
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, TypeVarTuple
 
 import trio
 import zmq
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 class ZmqSocket:
@@ -99,11 +99,11 @@ class ZmqSocket:
 
         Cancelled, it has sent either the whole message or nothing.
         """
-        await self._retry(partial(self.send_multipart_nowait, frames), zmq.POLLOUT)
+        await self._retry(zmq.POLLOUT, self.send_multipart_nowait, frames)
 
     async def recv_multipart(self) -> list[bytes]:
         """Receive one message as its list of frames. Cancelled, it leaves the message queued."""
-        return await self._retry(self.recv_multipart_nowait, zmq.POLLIN)
+        return await self._retry(zmq.POLLIN, self.recv_multipart_nowait)
 
     def close(self, linger: int = 0) -> None:
         """Close at once (idempotent); tasks waiting on it get `trio.ClosedResourceError`.
@@ -151,7 +151,7 @@ class ZmqSocket:
             self._watcher.cancel()
         return events
 
-    async def _retry(self, attempt: Callable[[], _T], event: int) -> _T:
+    async def _retry(self, event: int, attempt: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
         """Run ``attempt`` until it stops raising WouldBlock, waiting for ``event`` between.
 
         A checkpoint, like trio's sockets: cancellable first, and yields once, waited or not.
@@ -160,7 +160,7 @@ class ZmqSocket:
         slept = ready = False
         while True:
             try:
-                result = attempt()
+                result = attempt(*args)
             except trio.WouldBlock:
                 if ready:  # EVENTS said ready, yet the attempt failed: let the others run
                     await trio.lowlevel.checkpoint()
@@ -175,10 +175,10 @@ class ZmqSocket:
     async def _wait_for(self, event: int) -> bool:
         """Return once EVENTS has ``event``, and whether this task slept meanwhile."""
         slept = False
-        self._wanted[event] += 1
-        try:
-            while not self._events() & event:
-                slept = True
+        while not self._events() & event:
+            slept = True
+            self._wanted[event] += 1  # counted while asleep: the others' touches check for us
+            try:
                 if self._watcher is not None:
                     await self._lot.park()
                 else:
@@ -188,9 +188,9 @@ class ZmqSocket:
                         finally:
                             self._watcher = None
                             self._lot.unpark_all()
-                self._check_open()
-        finally:
-            self._wanted[event] -= 1
+            finally:
+                self._wanted[event] -= 1
+            self._check_open()
         return slept
 
 
