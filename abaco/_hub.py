@@ -417,8 +417,10 @@ class Hub:
         send, receive = trio.open_memory_channel[Any](1)
         self._waiting[correlation_id] = send
         try:
-            await self.queue_put(
-                channel, {"r": self.inbox(channel.transport), "c": correlation_id, "b": message}
+            request = {"r": self.inbox(channel.transport), "c": correlation_id, "b": message}
+            # No need to wait for the owner's ok: its answer, or the timeout, will come.
+            await self.transport(channel).queue_put(
+                channel.address, self.send_frame(channel, request), confirm=False
             )
             with trio.move_on_after(timeout):
                 answer = await receive.receive()

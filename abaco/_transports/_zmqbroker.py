@@ -25,9 +25,14 @@ import structlog
 import trio
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from abaco._transports._zmqsocket import ZmqSocket
 
-__all__ = ["Broker"]
+__all__ = ["LOCAL", "Broker"]
+
+#: The identity of the owning hub itself (a ROUTER identity is never empty).
+LOCAL = b""
 
 _log = structlog.get_logger(__name__)
 
@@ -65,8 +70,16 @@ class _Follower:
 class Broker:
     """Serves the channels one hub owns over its ROUTER socket."""
 
-    def __init__(self, socket: ZmqSocket, *, visibility: float, lease: float) -> None:
+    def __init__(
+        self,
+        socket: ZmqSocket,
+        local: Callable[[list[bytes]], Awaitable[None]],
+        *,
+        visibility: float,
+        lease: float,
+    ) -> None:
         self._socket = socket
+        self.local = local
         self._visibility = visibility
         self._lease = lease
         self._queues: dict[bytes, _Queue] = collections.defaultdict(_Queue)
@@ -87,25 +100,35 @@ class Broker:
 
     async def _answer_forever(self) -> None:
         while True:
-            frames = await self._socket.recv_multipart()
-            if len(frames) < 4:
-                _log.warning("zmq.bad_request", frames=len(frames))
-                continue
-            identity, op, request_id, channel_id, *args = frames
-            handler = getattr(self, f"_op_{op.decode(errors='replace')}", None)
-            try:
-                if handler is None:
-                    raise TypeError(f"unknown operation {op!r}")
-                await handler(identity, request_id, channel_id, *args)
-            except TypeError as exc:
-                # A malformed request from one peer must not stop the broker for all.
-                _log.warning("zmq.bad_request", error=str(exc))
-                await self._answer(identity, b"bad", request_id)
+            await self.handle(await self._socket.recv_multipart())
+
+    async def handle(self, frames: list[bytes]) -> None:
+        """Carry out one request ``[identity, op, request id, channel id, *args]``.
+
+        The owning hub calls this directly, with identity :data:`LOCAL`, for the channels
+        it owns itself: no socket in between.
+        """
+        if len(frames) < 4:
+            _log.warning("zmq.bad_request", frames=len(frames))
+            return
+        identity, op, request_id, channel_id, *args = frames
+        handler = getattr(self, f"_op_{op.decode(errors='replace')}", None)
+        try:
+            if handler is None:
+                raise TypeError(f"unknown operation {op!r}")
+            await handler(identity, request_id, channel_id, *args)
+        except TypeError as exc:
+            # A malformed request from one peer must not stop the broker for all.
+            _log.warning("zmq.bad_request", error=str(exc))
+            await self._answer(identity, b"bad", request_id)
 
     async def _answer(
         self, identity: bytes, status: bytes, request_id: bytes, *values: bytes
     ) -> None:
-        await self._socket.send_multipart([identity, status, request_id, *values])
+        if identity == LOCAL:
+            await self.local([status, request_id, *values])
+        else:
+            await self._socket.send_multipart([identity, status, request_id, *values])
 
     # -- queues -------------------------------------------------------------------------
 
@@ -195,6 +218,9 @@ class Broker:
 
     async def _push(self, channel: bytes, topic: bytes, frame: bytes) -> None:
         for subscription, follower in list(self._followers.get(channel, {}).items()):
+            if follower.identity == LOCAL:
+                await self.local([b"push", subscription, topic, frame])
+                continue
             message = [follower.identity, b"push", subscription, topic, frame]
             try:
                 self._socket.send_multipart_nowait(message)

@@ -58,8 +58,8 @@ class RedisTransport:
 
     # -- queues -------------------------------------------------------------------------
 
-    async def queue_put(self, address: str, frame: bytes) -> None:
-        """Append a frame to a queue."""
+    async def queue_put(self, address: str, frame: bytes, *, confirm: bool = True) -> None:
+        """Append a frame to a queue (always confirmed: the server answers XADD)."""
         try:
             await self.redis.xadd(address, {"m": frame})
         except StoreError as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 import zmq
 
-from abaco._transports._zmqbroker import Broker
+from abaco._transports._zmqbroker import LOCAL, Broker
 from abaco._transports._zmqsocket import ZmqSocket, open_zmq_socket
 from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed
 
@@ -38,11 +38,16 @@ def _split(address: str) -> tuple[str, bytes]:
 
 
 class _Peer:
-    """One DEALER to another hub's broker, shared by every task of this hub."""
+    """The way to one broker, shared by every task of this hub.
 
-    def __init__(self, socket: ZmqSocket, endpoint: str) -> None:
+    To another hub's broker it is a DEALER socket; to this hub's own broker it is a
+    loopback that calls the broker directly (``socket`` None), which makes a channel's
+    owner use its own channels without a socket hop.
+    """
+
+    def __init__(self, socket: ZmqSocket | None, broker: Broker | None = None) -> None:
         self.socket = socket
-        self.endpoint = endpoint
+        self.broker = broker
         self._ids = itertools.count(1)
         self._waiting: dict[bytes, trio.MemorySendChannel[list[bytes]]] = {}
         self.pushes: dict[bytes, trio.MemorySendChannel[tuple[str, bytes]]] = {}
@@ -53,30 +58,40 @@ class _Peer:
         return str(next(self._ids)).encode()
 
     async def read_forever(self) -> None:
+        assert self.socket is not None
         # Closing the socket is how a hub stops its peers.
         with contextlib.suppress(trio.ClosedResourceError):
-            await self._read()
+            while True:
+                await self.deliver(await self.socket.recv_multipart())
 
-    async def _read(self) -> None:
-        while True:
-            status, key, *values = await self.socket.recv_multipart()
-            if status == b"push":
-                follower = self.pushes.get(key)
-                if follower is not None:
-                    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                        follower.send_nowait((values[0].decode(), values[1]))
-                continue
-            waiter = self._waiting.pop(key, None)
-            if waiter is not None:
-                waiter.send_nowait([status, *values])
-            elif key in self.abandoned:
-                release = self.abandoned.pop(key)
-                if status == b"msg" and release:
-                    # The take was cancelled after the owner handed this over: give it back.
-                    channel_id, consumer = release
-                    await self.socket.send_multipart(
-                        [b"settle", self.next_id(), channel_id, b"release", values[0], consumer]
-                    )
+    async def request(self, frames: list[bytes]) -> None:
+        """Send ``[op, request id, channel id, *args]`` to the broker."""
+        if self.socket is None:
+            assert self.broker is not None
+            await self.broker.handle([LOCAL, *frames])
+        else:
+            await self.socket.send_multipart(frames)
+
+    async def deliver(self, frames: list[bytes]) -> None:
+        """Hand an answer or a push from the broker to whoever waits for it."""
+        status, key, *values = frames
+        if status == b"push":
+            follower = self.pushes.get(key)
+            if follower is not None:
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    follower.send_nowait((values[0].decode(), values[1]))
+            return
+        waiter = self._waiting.pop(key, None)
+        if waiter is not None:
+            waiter.send_nowait([status, *values])
+        elif key in self.abandoned:
+            release = self.abandoned.pop(key)
+            if status == b"msg" and release:
+                # The take was cancelled after the owner handed this over: give it back.
+                channel_id, consumer = release
+                await self.request(
+                    [b"settle", self.next_id(), channel_id, b"release", values[0], consumer]
+                )
 
     def expect(self, request_id: bytes) -> trio.MemoryReceiveChannel[list[bytes]]:
         send, receive = trio.open_memory_channel[list[bytes]](1)
@@ -141,7 +156,12 @@ class ZmqTransport:
         """Bind the broker to ``endpoint`` and serve it."""
         self._router = open_zmq_socket(self._context, zmq.ROUTER)
         self.endpoint = self._router.bind(endpoint)
-        self.broker = Broker(self._router, visibility=self.visibility, lease=self.lease)
+        loopback = _Peer(None)
+        self.broker = Broker(
+            self._router, loopback.deliver, visibility=self.visibility, lease=self.lease
+        )
+        loopback.broker = self.broker
+        self._peers[self.endpoint] = loopback
         await self._nursery.start(self.broker.serve)
 
     def address(self, channel_id: str) -> str:
@@ -151,7 +171,8 @@ class ZmqTransport:
     def close(self) -> None:
         """Close every socket."""
         for peer in self._peers.values():
-            peer.socket.close()
+            if peer.socket is not None:
+                peer.socket.close()
         if self._router is not None:
             self._router.close()
 
@@ -161,7 +182,7 @@ class ZmqTransport:
         if found is None:
             socket = open_zmq_socket(self._context, zmq.DEALER)
             socket.connect(endpoint)
-            found = self._peers[endpoint] = _Peer(socket, endpoint)
+            found = self._peers[endpoint] = _Peer(socket)
             self._nursery.start_soon(found.read_forever)
         return found
 
@@ -178,17 +199,15 @@ class ZmqTransport:
         request_id = peer.next_id()
         answers = peer.expect(request_id)
         try:
-            await peer.socket.send_multipart([op, request_id, channel_id, *args])
+            await peer.request([op, request_id, channel_id, *args])
             with trio.move_on_after(self.answer_timeout if wait is None else wait):
                 return await answers.receive()
         finally:
             is_take = op == b"take"
             release = [channel_id, self.consumer] if is_take else []
             if peer.abandon(request_id, release) and is_take:
-                with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
-                    peer.socket.send_multipart_nowait(
-                        [b"cancel", peer.next_id(), channel_id, request_id]
-                    )
+                with trio.CancelScope(shield=True), contextlib.suppress(trio.ClosedResourceError):
+                    await peer.request([b"cancel", peer.next_id(), channel_id, request_id])
         if wait is not None:
             raise ChannelTimeout(f"{address}: nothing within {wait} s")
         raise DestinationUnavailable(
@@ -197,9 +216,14 @@ class ZmqTransport:
 
     # -- queues -------------------------------------------------------------------------
 
-    async def queue_put(self, address: str, frame: bytes) -> None:
-        """Append a frame to a queue."""
-        await self.call(address, b"put", frame)
+    async def queue_put(self, address: str, frame: bytes, *, confirm: bool = True) -> None:
+        """Append a frame to a queue; without ``confirm``, do not wait for the owner's ok."""
+        if confirm:
+            await self.call(address, b"put", frame)
+            return
+        endpoint, channel_id = _split(address)
+        peer = await self.peer(endpoint)
+        await peer.request([b"put", peer.next_id(), channel_id, frame])
 
     async def queue_take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
         """Take one delivery (id, frame), waiting up to ``timeout`` (None: forever)."""
