@@ -12,6 +12,7 @@ from abaco.config import load_settings as load_settings
 from abaco.errors import AbacoError as AbacoError
 from abaco.errors import Aborted as Aborted
 from abaco.errors import BadRequest as BadRequest
+from abaco.errors import BundleError as BundleError
 from abaco.errors import ChannelClosed as ChannelClosed
 from abaco.errors import ChannelError as ChannelError
 from abaco.errors import ChannelTimeout as ChannelTimeout

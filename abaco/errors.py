@@ -23,6 +23,7 @@ never have to catch a third-party exception::
     ├── InvalidTransition           a status change that the transition table forbids
     ├── PermissionDenied            the caller may not do this
     ├── BadRequest                  input that does not validate
+    │   └── BundleError             a bundle, its manifest or a bundle reference is invalid
     └── RemoteError                 an error raised in another actor, carried here
 """
 
@@ -105,6 +106,10 @@ class PermissionDenied(AbacoError):
 
 class BadRequest(AbacoError):
     """Input that does not validate; the message says what is wrong."""
+
+
+class BundleError(BadRequest):
+    """A bundle, its manifest or a bundle reference is invalid; the message says how."""
 
 
 class RemoteError(AbacoError):

@@ -8,17 +8,21 @@ error into Abaco's JSON envelope with the status from :mod:`abaco.api.envelope`.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from abaco.api.envelope import error, ok, status_of
+from abaco.api import repository
+from abaco.api.envelope import PayloadTooLarge, error, ok, status_of
+from abaco.bundles.archive import ArchiveLimits
+from abaco.bundles.repository import Repository
 from abaco.errors import AbacoError
 
 if TYPE_CHECKING:
@@ -34,9 +38,23 @@ _log = structlog.get_logger(__name__)
 def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio:
     """The API application for ``settings``; ``redis_url`` overrides ``[redis] url``."""
     app = QuartTrio("abaco")
-    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
+    # Quart's own limit must let bundles through; other bodies are held to the smaller
+    # published limit in _limit_body below.
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.api.max_body_bytes, settings.repository.max_bundle_bytes
+    )
     app.config["abaco.settings"] = settings
     app.config["abaco.redis_url"] = redis_url or settings.redis.url
+    app.config["abaco.repository"] = _open_repository(settings)
+    app.register_blueprint(repository.blueprint)
+
+    @app.before_request
+    async def _limit_body() -> None:
+        size = request.content_length
+        if request.blueprint != "repository" and size and size > settings.api.max_body_bytes:
+            raise PayloadTooLarge(
+                f"Request body too large: the limit is {settings.api.max_body_bytes} bytes."
+            )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -65,6 +83,22 @@ def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio
         return jsonify(error("Unexpected error processing the request.")), 500
 
     return app
+
+
+def _open_repository(settings: Settings) -> Repository:
+    options = settings.repository
+    root = (
+        Path(options.dir).expanduser().absolute()
+        if options.dir
+        else settings.state.path() / "repository"
+    )
+    limits = ArchiveLimits(
+        max_members=options.max_members,
+        max_total_bytes=options.max_unpacked_bytes,
+        max_member_bytes=options.max_unpacked_bytes,
+        max_ratio=options.max_ratio,
+    )
+    return Repository(root, limits=limits, max_bundle_bytes=options.max_bundle_bytes)
 
 
 @contextlib.asynccontextmanager

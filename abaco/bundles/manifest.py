@@ -40,7 +40,7 @@ from typing import Any, ClassVar, NoReturn
 
 import attrs
 
-from abaco.errors import BadRequest
+from abaco.errors import BundleError
 
 __all__ = [
     "BUNDLE_SUFFIX",
@@ -65,13 +65,6 @@ BUNDLE_SUFFIX = ".bpk"
 MAX_MANIFEST_BYTES = 1 << 20
 
 Scalar = str | int | float | bool | None
-
-
-class BundleError(BadRequest):
-    """A bundle, its manifest or a bundle reference is invalid; the message says how.
-
-    Defined here until ``abaco.errors`` carries it beside ``BadRequest``.
-    """
 
 
 # Each group segment and the id must be usable as a directory name as is: they start with
