@@ -8,6 +8,7 @@ Sub-commands so far:
   ``--demo`` writes an actor and an execution through the stores, reads them back, sends
   a request over a Redis channel and a 0MQ channel, and exits, to show a new
   installation working.
+- ``abaco bundle build DIR`` / ``push FILE`` / ``list``: make, upload and list bundles.
 - ``abaco version``.
 """
 
@@ -15,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import signal
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import structlog
 import trio
 
@@ -26,9 +30,10 @@ from abaco import __version__
 from abaco.actors.ids import new_id
 from abaco.actors.models import Actor, Execution
 from abaco.actors.states import ExecutionStatus
+from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
 from abaco.channels import RequestChannel, Transport, open_hub
 from abaco.config import Settings, load_settings
-from abaco.errors import AbacoError
+from abaco.errors import AbacoError, BadRequest
 from abaco.logconfig import configure_logging
 from abaco.redis_client import Redis, open_redis
 from abaco.stores import Stores
@@ -129,7 +134,58 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the platform on this machine")
     up.add_argument("--demo", action="store_true", help="show it working, then stop")
     commands.add_parser("version", help="print the version")
+    bundle = commands.add_parser("bundle", help="build and push actor bundles")
+    bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
+    build = bundle_commands.add_parser("build", help="make a bundle from a directory")
+    build.add_argument("directory", help="holds Manifest.json and the actor's code")
+    build.add_argument("--output", "-o", default=".", help="directory to write the .bpk into")
+    push = bundle_commands.add_parser("push", help="upload a bundle to the repository")
+    push.add_argument("file", help="the .bpk file")
+    push.add_argument("--api", help="the API's base URL (default: [api] host and port)")
+    listing = bundle_commands.add_parser("list", help="list the repository's bundles")
+    listing.add_argument("--api", help="the API's base URL (default: [api] host and port)")
     return parser
+
+
+def _api_url(args: argparse.Namespace, settings: Settings) -> str:
+    return str(args.api or f"http://{settings.api.host}:{settings.api.port}").rstrip("/")
+
+
+def _bundle(args: argparse.Namespace, settings: Settings) -> None:
+    if args.bundle_command == "build":
+        path = build_bundle(Path(args.directory), Path(args.output))
+        print(path)
+        return
+    if args.bundle_command == "list":
+        response = httpx.get(f"{_api_url(args, settings)}/bundles", timeout=30)
+        for bundle in _result(response):
+            print(bundle["reference"])
+        return
+    path = Path(args.file)
+    manifest = inspect_archive(path, limits=ArchiveLimits())
+    bundle = manifest.bundle_id
+    data = path.read_bytes()
+    response = httpx.put(
+        f"{_api_url(args, settings)}/bundles/{bundle.group}/{bundle.id}/{bundle.version}",
+        content=data,
+        headers={"Bundle-Sha256": hashlib.sha256(data).hexdigest()},
+        timeout=300,
+    )
+    stored = _result(response)
+    print(f"{stored['reference']}  sha256={stored['sha256']}  {stored['size']} bytes")
+
+
+def _result(response: httpx.Response) -> Any:
+    """The result of an Abaco envelope, or an error with the server's message."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise BadRequest(
+            f"the API answered {response.status_code}: {response.text[:200]}"
+        ) from None
+    if response.status_code >= 400 or body.get("status") != "success":
+        raise BadRequest(f"the API answered {response.status_code}: {body.get('message')}")
+    return body["result"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,9 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings(args.config)
         configure_logging(settings.logging.level, settings.logging.format)
+        if args.command == "bundle":
+            _bundle(args, settings)
+            return
         trio.run(_up, settings, args.demo)
     except AbacoError as exc:
         print(f"abaco: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except httpx.HTTPError as exc:
+        print(f"abaco: cannot reach the API: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

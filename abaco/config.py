@@ -181,6 +181,20 @@ class RepositorySettings:
 
 
 @attrs.frozen(kw_only=True)
+class FetcherSettings:
+    """``[fetcher]``: each host's bundle fetcher and its cache of unpacked bundles."""
+
+    repository_url: str = ""
+    """Base URL of the software repository; "" means this host's API (``[api] host:port``)."""
+    cache_dir: str = ""
+    """Where unpacked bundles are cached; "" means the ``bundle-cache`` folder of the state dir."""
+    max_cache_bytes: int = attrs.field(default=2147483648, validator=_AT_LEAST_ONE)
+    """Size the cache is kept under, evicting least recently used bundles no worker uses."""
+    download_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
+    """Seconds a bundle download may take."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -191,6 +205,7 @@ class Settings:
     logging: LoggingSettings = attrs.Factory(LoggingSettings)
     api: ApiSettings = attrs.Factory(ApiSettings)
     repository: RepositorySettings = attrs.Factory(RepositorySettings)
+    fetcher: FetcherSettings = attrs.Factory(FetcherSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.

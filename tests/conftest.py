@@ -6,8 +6,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from abaco.api import create_app, serve_api
 from abaco.config import Settings, load_settings
 from abaco.redis_client import Redis, open_redis
 from abaco.stores import Stores
@@ -62,3 +64,17 @@ async def redis(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
 def stores(redis: Redis, settings: Settings) -> Stores:
     """The default tenant's stores on a fresh database."""
     return Stores.open(redis, settings)
+
+
+@pytest.fixture
+async def api_url(settings: Settings) -> AsyncIterator[str]:
+    """The API served by a real hypercorn on 127.0.0.1 and a free port."""
+    async with serve_api(create_app(settings), "127.0.0.1", 0) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        yield http

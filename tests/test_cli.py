@@ -60,3 +60,41 @@ def test_the_spawner_command_describes_itself():
     )
     assert result.returncode == 0
     assert "per-host spawner" in result.stdout
+
+
+async def test_bundle_build_push_and_list_against_a_real_api(tmp_path, api_url):
+    import json
+
+    import trio
+
+    from tests.bundles import manifest_dict
+
+    source = tmp_path / "src"
+    (source / "hello").mkdir(parents=True)
+    (source / "hello" / "main.py").write_text("def handle(message):\n    return message\n")
+    (source / "Manifest.json").write_text(json.dumps(manifest_dict()))
+
+    def run(*args):
+        return _abaco(tmp_path, *args)
+
+    built = await trio.to_thread.run_sync(run, "bundle", "build", str(source), "-o", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    archive = built.stdout.strip()
+    assert archive.endswith("hello-1.0.0.bpk")
+    pushed = await trio.to_thread.run_sync(run, "bundle", "push", archive, "--api", api_url)
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.startswith("org.example/hello:1.0.0  sha256=")
+    again = await trio.to_thread.run_sync(run, "bundle", "push", archive, "--api", api_url)
+    assert again.returncode == 1
+    assert "409" in again.stderr
+    assert "immutable" in again.stderr
+    listed = await trio.to_thread.run_sync(run, "bundle", "list", "--api", api_url)
+    assert listed.stdout.split() == ["org.example/hello:1.0.0"]
+
+
+def test_building_a_directory_without_a_manifest_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _abaco(tmp_path, "bundle", "build", str(tmp_path / "empty"))
+    assert result.returncode == 1
+    assert "Manifest.json" in result.stderr
+    assert "Traceback" not in result.stderr
