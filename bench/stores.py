@@ -15,9 +15,6 @@ Run: ``.venv/bin/python bench/stores.py [--n 3000]``. The goal is store/raw <= 1
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -33,20 +30,7 @@ from abaco.config import load_settings
 from abaco.redis_client import Redis, open_redis
 from abaco.stores import Stores
 from abaco.valkey import EmbeddedValkey
-
-
-def _machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.platform()} | {cpu} | {os.cpu_count()} cpus | Python {sys.version.split()[0]}"
-    )
+from bench._machine import machine
 
 
 async def _rate(n: int, op: Callable[[int], Awaitable[object]]) -> float:
@@ -114,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="operations per measurement")
     args = parser.parse_args()
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     print(f"{'fsync':9} {'op':12} {'store ops/s':>12} {'raw ops/s':>11} {'raw/store':>10}")
     for fsync in ("always", "everysec"):
         with tempfile.TemporaryDirectory() as tmp:
