@@ -141,6 +141,20 @@ class Repository:
         except FileNotFoundError:
             raise NotFound(f"no bundle {bundle} in the repository") from None
 
+    def require(self, image: str) -> BundleId:
+        """The bundle an actor's ``image`` names, which must be stored here.
+
+        Raises :class:`BundleError` (a 400) when ``image`` is not ``group/id:version`` or
+        names a bundle the repository does not hold.
+        """
+        bundle = BundleId.parse(image)
+        if not self.archive_path(bundle).is_file():
+            raise BundleError(
+                f"image {image!r}: no such bundle in the repository; "
+                "push it first (abaco bundle push FILE)"
+            )
+        return bundle
+
     def identities(self) -> list[BundleId]:
         """Every stored bundle's identity, sorted."""
         found: list[BundleId] = []
