@@ -460,12 +460,19 @@ class Hub:
     async def answer(self, request: Request, reply: dict[str, Any]) -> None:
         """Send a reply to a request's inbox, then acknowledge the request."""
         reply_to = request.reply_to
+        delivery = request._delivery
         frame = self.send_frame(reply_to, reply)
+        transport = self.transport(reply_to)
+        if isinstance(transport, RedisTransport) and delivery.channel.transport is Transport.REDIS:
+            await transport.reply_and_ack(
+                reply_to.address, frame, self.lease, delivery.channel.address, delivery.delivery_id
+            )
+            return
         try:
-            await self.transport(reply_to).inbox_push(reply_to.address, frame, self.lease)
+            await transport.inbox_push(reply_to.address, frame, self.lease)
         finally:
             # Answered or not (the requester is gone), the request is done with.
-            await request._delivery.ack()
+            await delivery.ack()
 
     def _take_answer(self, inbox: ReplyChannel, frame: bytes) -> None:
         try:

@@ -50,6 +50,8 @@ class RedisTransport:
         self.consumer = consumer
         self.visibility_ms = max(1, int(visibility * 1000))
         self._groups: set[str] = set()
+        self._unclean: set[str] = set()
+        self._next_full_take: dict[str, float] = {}
 
     async def _ensure_group(self, address: str) -> None:
         if address not in self._groups:
@@ -72,20 +74,39 @@ class RedisTransport:
         still pending for this consumer and comes back on the next take.
         """
         await self._ensure_group(address)
-        take = self.redis.script("queue_take")
         deadline = trio.current_time() + timeout if timeout is not None else float("inf")
         while True:
-            found = await take([address], [_GROUP, self.consumer, self.visibility_ms])
-            if found:
-                return found[0], _field(found[1], b"m")
+            if self._full_take_due(address):
+                # Own pending entries first, then reclaimable ones, then new ones (Lua).
+                found = await self.redis.script("queue_take")(
+                    [address], [_GROUP, self.consumer, self.visibility_ms]
+                )
+                self._next_full_take[address] = trio.current_time() + self.visibility_ms / 2000
+                self._unclean.discard(address)
+                if found:
+                    return found[0], _field(found[1], b"m")
             left = deadline - trio.current_time()
             if left <= 0:
                 raise ChannelTimeout(f"queue {address}: nothing within {timeout} s")
             block_ms = max(1, int(min(left, _BLOCK_SLICE_S) * 1000))
+            # If this read is cancelled, the server may still have handed an entry over:
+            # the next take then starts with the full take, which finds it.
+            self._unclean.add(address)
             entries = await self.redis.xreadgroup(address, _GROUP, self.consumer, block_ms=block_ms)
+            self._unclean.discard(address)
             if entries:
                 entry_id, fields = entries[0]
                 return entry_id, fields[b"m"]
+
+    def _full_take_due(self, address: str) -> bool:
+        """Whether a take must look at pending and reclaimable entries, not only new ones.
+
+        It must after a cancelled read, and does every half visibility timeout, which is
+        how deliveries of dead consumers are noticed; otherwise one blocking read will do.
+        """
+        return address in self._unclean or trio.current_time() >= self._next_full_take.get(
+            address, float("-inf")
+        )
 
     async def queue_settle(self, address: str, delivery_id: bytes, action: str) -> bool:
         """Acknowledge (``ack``) or renew (``renew``) a delivery this consumer holds.
@@ -137,6 +158,23 @@ class RedisTransport:
         )
         if not delivered:
             raise DestinationUnavailable(f"inbox {address}: its owner is gone")
+
+    async def reply_and_ack(
+        self, inbox: str, frame: bytes, lease: float, queue: str, delivery_id: bytes
+    ) -> bool:
+        """Push a reply to a Redis inbox and acknowledge the request in one round trip.
+
+        Returns whether the request was acknowledged by this call (False when it was
+        already, or another consumer reclaimed it); raises :class:`DestinationUnavailable`
+        when the requester is gone (the request is acknowledged all the same).
+        """
+        delivered, acknowledged = await self.redis.script("reply_and_ack")(
+            [inbox, f"{inbox}:alive", queue],
+            [frame, int(lease * 1000), _GROUP, self.consumer, delivery_id],
+        )
+        if not delivered:
+            raise DestinationUnavailable(f"inbox {inbox}: its owner is gone")
+        return bool(acknowledged == 1)
 
     async def inbox_pop(self, address: str) -> bytes | None:
         """The next frame of an inbox, waiting a short while (None when nothing came)."""
