@@ -37,6 +37,28 @@ def _split(address: str) -> tuple[str, bytes]:
     return endpoint, channel_id.encode()
 
 
+class _Waiter:
+    """Where one answer lands: cheaper than a memory channel, which most calls never wait on."""
+
+    __slots__ = ("_event", "answer")
+
+    def __init__(self) -> None:
+        self.answer: list[bytes] | None = None
+        self._event: trio.Event | None = None
+
+    def set(self, answer: list[bytes]) -> None:
+        self.answer = answer
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> list[bytes]:
+        if self.answer is None:
+            self._event = trio.Event()
+            await self._event.wait()
+        assert self.answer is not None
+        return self.answer
+
+
 class _Peer:
     """The way to one broker, shared by every task of this hub.
 
@@ -45,11 +67,15 @@ class _Peer:
     owner use its own channels without a socket hop.
     """
 
-    def __init__(self, socket: ZmqSocket | None, broker: Broker | None = None) -> None:
+    def __init__(
+        self, socket: ZmqSocket | None, endpoint: str = "", broker: Broker | None = None
+    ) -> None:
         self.socket = socket
         self.broker = broker
+        # Checked before each request: a gone owner's socket file is gone (one stat, ~1 us).
+        self.ipc_path = endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else ""
         self._ids = itertools.count(1)
-        self._waiting: dict[bytes, trio.MemorySendChannel[list[bytes]]] = {}
+        self._waiting: dict[bytes, _Waiter] = {}
         self.pushes: dict[bytes, trio.MemorySendChannel[tuple[str, bytes]]] = {}
         # Requests given up on; for a take, what to hand back if a message still comes.
         self.abandoned: dict[bytes, list[bytes]] = {}
@@ -83,7 +109,7 @@ class _Peer:
             return
         waiter = self._waiting.pop(key, None)
         if waiter is not None:
-            waiter.send_nowait([status, *values])
+            waiter.set([status, *values])
         elif key in self.abandoned:
             release = self.abandoned.pop(key)
             if status == b"msg" and release:
@@ -93,10 +119,9 @@ class _Peer:
                     [b"settle", self.next_id(), channel_id, b"release", values[0], consumer]
                 )
 
-    def expect(self, request_id: bytes) -> trio.MemoryReceiveChannel[list[bytes]]:
-        send, receive = trio.open_memory_channel[list[bytes]](1)
-        self._waiting[request_id] = send
-        return receive
+    def expect(self, request_id: bytes) -> _Waiter:
+        waiter = self._waiting[request_id] = _Waiter()
+        return waiter
 
     def abandon(self, request_id: bytes, release: list[bytes]) -> bool:
         """Give up on a request; returns whether it was still unanswered."""
@@ -182,7 +207,7 @@ class ZmqTransport:
         if found is None:
             socket = open_zmq_socket(self._context, zmq.DEALER)
             socket.connect(endpoint)
-            found = self._peers[endpoint] = _Peer(socket)
+            found = self._peers[endpoint] = _Peer(socket, endpoint)
             self._nursery.start_soon(found.read_forever)
         return found
 
@@ -191,17 +216,20 @@ class ZmqTransport:
     ) -> list[bytes]:
         """Send one request to the owner of ``address`` and return its answer."""
         endpoint, channel_id = _split(address)
-        # A stat of a local socket file takes a microsecond; a thread hop would take 50.
-        ipc_path = endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else ""
-        if ipc_path and not os.path.exists(ipc_path):  # noqa: ASYNC240
+        peer = self._peers.get(endpoint) or await self.peer(endpoint)
+        if peer.socket is not None and peer.ipc_path and not os.path.exists(peer.ipc_path):  # noqa: ASYNC240
             raise DestinationUnavailable(f"{address}: its owner is gone")
-        peer = await self.peer(endpoint)
         request_id = peer.next_id()
-        answers = peer.expect(request_id)
+        waiter = peer.expect(request_id)
         try:
             await peer.request([op, request_id, channel_id, *args])
+            if waiter.answer is not None:
+                # The owner is this hub and answered at once; still a checkpoint, as any
+                # trio operation must be, so other tasks get their turn.
+                await trio.lowlevel.checkpoint()
+                return waiter.answer
             with trio.move_on_after(self.answer_timeout if wait is None else wait):
-                return await answers.receive()
+                return await waiter.wait()
         finally:
             is_take = op == b"take"
             release = [channel_id, self.consumer] if is_take else []
