@@ -502,15 +502,6 @@ class Hub:
             await trio.sleep(self.lease / 3)
             await self._require_redis().inbox_open(inbox.address, self.lease)
 
-    async def _serve_zmq_inbox(self, task_status: trio.TaskStatus[None]) -> None:
-        transport = self._require_zmq()
-        inbox = ReplyChannel(Transport.ZMQ, transport.address("inbox"), hub=self)
-        async with transport.open_inbox() as frames:
-            self._inboxes[Transport.ZMQ] = inbox
-            task_status.started()
-            async for frame in frames:
-                self._take_answer(inbox, frame)
-
     # -- duplex -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -574,7 +565,9 @@ class Hub:
 
     async def _start(self, zmq_transport: ZmqTransport) -> None:
         self._zmq = zmq_transport
-        await self._nursery.start(self._serve_zmq_inbox)
+        address = zmq_transport.address("inbox")
+        inbox = self._inboxes[Transport.ZMQ] = ReplyChannel(Transport.ZMQ, address, hub=self)
+        zmq_transport.open_inbox(lambda frame: self._take_answer(inbox, frame))
         if self._redis is not None:
             await self._nursery.start(self._serve_redis_inbox)
 
@@ -636,5 +629,9 @@ async def open_hub(
             try:
                 yield hub
             finally:
+                # Pipelined 0MQ sends still in flight get their chance to be confirmed.
+                with trio.CancelScope(shield=True) as flushing:
+                    flushing.deadline = trio.current_time() + answer_timeout
+                    await zmq_transport.flush()
                 await hub._close()
                 nursery.cancel_scope.cancel()

@@ -442,3 +442,28 @@ async def test_a_zmq_channel_whose_owner_is_gone_is_destination_unavailable(redi
     async with open_hub(redis, answer_timeout=0.2) as user:
         with pytest.raises(DestinationUnavailable, match="owner is gone"):
             await user.bind(queue).put("anyone?")
+
+
+async def test_pipelined_puts_to_a_vanished_owner_fail_on_a_later_put(redis):
+    async with open_hub(redis, zmq_endpoint="tcp://127.0.0.1:*") as owner:
+        queue = owner.open_queue(transport=Transport.ZMQ)
+    async with open_hub(redis, answer_timeout=0.2) as user:
+        vanished = user.bind(queue)
+        with trio.fail_after(10), pytest.raises(DestinationUnavailable, match="confirmed none"):
+            while True:
+                await vanished.put("into the void")
+                await trio.sleep(0.02)
+
+
+async def test_pipelined_puts_all_arrive_in_order(redis):
+    async with open_hub(redis) as owner, open_hub(redis) as producer:
+        queue = owner.open_queue(transport=Transport.ZMQ)
+        remote = producer.bind(queue)
+        for i in range(3000):  # more than the confirmation window
+            await remote.put(i)
+        received = []
+        for _ in range(3000):
+            delivery = await queue.get(timeout=5)
+            received.append(delivery.message)
+            await delivery.ack()
+    assert received == list(range(3000))

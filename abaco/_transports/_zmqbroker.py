@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 import trio
+import zmq
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -87,7 +88,8 @@ class Broker:
         self._followers: dict[bytes, dict[bytes, _Follower]] = collections.defaultdict(dict)
         self._members: dict[bytes, dict[bytes, float]] = collections.defaultdict(dict)
         self._ids = itertools.count(1)
-        self.inbox: trio.MemorySendChannel[bytes] | None = None
+        #: Called with each frame sent to this hub's inbox (replies to its requests).
+        self.inbox: Callable[[bytes], None] | None = None
 
     async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Answer requests until cancelled or the socket is closed."""
@@ -128,7 +130,26 @@ class Broker:
         if identity == LOCAL:
             await self.local([status, request_id, *values])
         else:
-            await self._socket.send_multipart([identity, status, request_id, *values])
+            self._send(identity, [status, request_id, *values])
+
+    def _send(self, identity: bytes, frames: list[bytes]) -> bool:
+        """Send to one peer without ever waiting; returns whether it went out.
+
+        The ROUTER is in mandatory mode, so a peer that is gone or not reading is an
+        error here instead of a silent drop: its message is dropped and logged, and the
+        broker goes on serving everyone else (the peer's call times out on its side).
+        """
+        try:
+            self._socket.send_multipart_nowait([identity, *frames])
+        except trio.WouldBlock:
+            _log.warning("zmq.peer_slow_dropped", peer=identity.hex())
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            _log.info("zmq.peer_gone", peer=identity.hex())
+            return False
+        return True
 
     # -- queues -------------------------------------------------------------------------
 
@@ -221,11 +242,9 @@ class Broker:
             if follower.identity == LOCAL:
                 await self.local([b"push", subscription, topic, frame])
                 continue
-            message = [follower.identity, b"push", subscription, topic, frame]
-            try:
-                self._socket.send_multipart_nowait(message)
-            except trio.WouldBlock:
-                # A follower that cannot keep up loses messages, as 0MQ PUB/SUB would.
+            # A follower that cannot keep up loses messages, as 0MQ PUB/SUB would (logged);
+            # one that is gone stops being followed.
+            if not self._send(follower.identity, [b"push", subscription, topic, frame]):
                 _log.warning("zmq.topic_drop", subscription=subscription.decode())
 
     # -- duplex groups ------------------------------------------------------------------------
@@ -266,8 +285,8 @@ class Broker:
         if self.inbox is None:
             await self._answer(identity, b"none", rid)
             return
+        self.inbox(frame)
         await self._answer(identity, b"ok", rid)
-        await self.inbox.send(frame)
 
     # -- time ---------------------------------------------------------------------------------
 

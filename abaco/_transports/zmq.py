@@ -11,11 +11,13 @@ matches answers to requests by id. An owner that does not answer within
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
 from typing import TYPE_CHECKING, Any
 
+import structlog
 import trio
 import zmq
 
@@ -24,10 +26,15 @@ from abaco._transports._zmqsocket import ZmqSocket, open_zmq_socket
 from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
 __all__ = ["ZmqFollow", "ZmqTransport", "ipc_endpoint", "open_zmq_transport"]
+
+_log = structlog.get_logger(__name__)
+
+# Pipelined sends a peer may have outstanding before a send waits for confirmations.
+_WINDOW = 1000
 
 
 def _split(address: str) -> tuple[str, bytes]:
@@ -79,6 +86,8 @@ class _Peer:
         self.pushes: dict[bytes, trio.MemorySendChannel[tuple[str, bytes]]] = {}
         # Requests given up on; for a take, what to hand back if a message still comes.
         self.abandoned: dict[bytes, list[bytes]] = {}
+        # Pipelined sends not yet confirmed by the broker, oldest first, with when sent.
+        self.unconfirmed: collections.deque[tuple[_Waiter, float]] = collections.deque()
 
     def next_id(self) -> bytes:
         return str(next(self._ids)).encode()
@@ -104,8 +113,12 @@ class _Peer:
         if status == b"push":
             follower = self.pushes.get(key)
             if follower is not None:
-                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                try:
                     follower.send_nowait((values[0].decode(), values[1]))
+                except trio.WouldBlock:
+                    _log.warning("zmq.subscriber_behind_dropped", subscription=key.decode())
+                except trio.BrokenResourceError:
+                    self.pushes.pop(key, None)
             return
         waiter = self._waiting.pop(key, None)
         if waiter is not None:
@@ -180,6 +193,8 @@ class ZmqTransport:
     async def start(self, endpoint: str) -> None:
         """Bind the broker to ``endpoint`` and serve it."""
         self._router = open_zmq_socket(self._context, zmq.ROUTER)
+        # Mandatory: a send to a gone or full peer fails instead of vanishing silently.
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.endpoint = self._router.bind(endpoint)
         loopback = _Peer(None)
         self.broker = Broker(
@@ -245,13 +260,56 @@ class ZmqTransport:
     # -- queues -------------------------------------------------------------------------
 
     async def queue_put(self, address: str, frame: bytes, *, confirm: bool = True) -> None:
-        """Append a frame to a queue; without ``confirm``, do not wait for the owner's ok."""
-        if confirm:
-            await self.call(address, b"put", frame)
-            return
+        """Append a frame to a queue.
+
+        Puts to another hub are pipelined: this returns once the frame is sent, and the
+        owner's confirmations are collected as later puts go out (at most
+        ``_WINDOW`` unconfirmed). An owner that confirms nothing within
+        ``answer_timeout`` is :class:`DestinationUnavailable` on the next put.
+        ``confirm=False`` does not even count the frame (requests: their answer counts).
+        """
+        await self._pipelined(address, b"put", frame, confirm=confirm)
+
+    async def _pipelined(self, address: str, op: bytes, *args: bytes, confirm: bool) -> None:
         endpoint, channel_id = _split(address)
-        peer = await self.peer(endpoint)
-        await peer.request([b"put", peer.next_id(), channel_id, frame])
+        peer = self._peers.get(endpoint) or await self.peer(endpoint)
+        if peer.socket is None:
+            await self.call(address, op, *args)  # this hub's own broker: answers at once
+            return
+        if peer.ipc_path and not os.path.exists(peer.ipc_path):  # noqa: ASYNC240
+            raise DestinationUnavailable(f"{address}: its owner is gone")
+        request_id = peer.next_id()
+        if confirm:
+            peer.unconfirmed.append((peer.expect(request_id), trio.current_time()))
+        await peer.request([op, request_id, channel_id, *args])
+        await self._collect(peer, address, limit=_WINDOW)
+
+    async def _collect(self, peer: _Peer, address: str, *, limit: int) -> None:
+        """Wait for confirmations until at most ``limit`` are outstanding on ``peer``."""
+        unconfirmed = peer.unconfirmed
+        while unconfirmed and unconfirmed[0][0].answer is not None:
+            unconfirmed.popleft()
+        while unconfirmed:
+            waiter, sent = unconfirmed[0]
+            overdue = trio.current_time() - sent > self.answer_timeout
+            if len(unconfirmed) <= limit and not overdue:
+                return
+            with trio.move_on_at(sent + self.answer_timeout):
+                await waiter.wait()
+            if waiter.answer is None:
+                lost = len(unconfirmed)
+                unconfirmed.clear()
+                raise DestinationUnavailable(
+                    f"{address}: its owner confirmed none of the last {lost} messages "
+                    f"within {self.answer_timeout} s"
+                )
+            unconfirmed.popleft()
+
+    async def flush(self) -> None:
+        """Wait for every pipelined message to be confirmed (or its owner to time out)."""
+        for endpoint, peer in list(self._peers.items()):
+            with contextlib.suppress(DestinationUnavailable):
+                await self._collect(peer, endpoint, limit=0)
 
     async def queue_take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
         """Take one delivery (id, frame), waiting up to ``timeout`` (None: forever)."""
@@ -280,8 +338,8 @@ class ZmqTransport:
     # -- topics and events --------------------------------------------------------------------
 
     async def topic_publish(self, address: str, topic: str, frame: bytes) -> None:
-        """Publish a frame on a topic."""
-        await self.call(address, b"pub", topic.encode(), frame)
+        """Publish a frame on a topic (pipelined like :meth:`queue_put`)."""
+        await self._pipelined(address, b"pub", topic.encode(), frame, confirm=True)
 
     async def follow(self, address: str) -> ZmqFollow:
         """Follow a topic (or a duplex group's events) from now on."""
@@ -303,16 +361,10 @@ class ZmqTransport:
 
     # -- inboxes ------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def open_inbox(self) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
-        """This hub's inbox: what others send with :meth:`inbox_push` to ``#inbox``."""
+    def open_inbox(self, receive: Callable[[bytes], None]) -> None:
+        """Hand every frame sent to this hub's inbox (``address("inbox")``) to ``receive``."""
         assert self.broker is not None
-        send, receive = trio.open_memory_channel[bytes](1000)
-        self.broker.inbox = send
-        try:
-            yield receive
-        finally:
-            self.broker.inbox = None
+        self.broker.inbox = receive
 
     async def inbox_push(self, address: str, frame: bytes, lease: float) -> None:
         """Deliver a frame to a hub's inbox; DestinationUnavailable when it is gone."""
