@@ -67,7 +67,8 @@ class Kind(enum.StrEnum):
 
 
 def _check_address(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value or len(value) > 1024 or any(ord(c) < 33 for c in value):
+    # isprintable() refuses control characters; spaces are refused on their own.
+    if not value or len(value) > 1024 or not value.isprintable() or " " in value:
         raise ValueError(f"channel address {value!r}: 1-1024 printable characters, no spaces")
 
 

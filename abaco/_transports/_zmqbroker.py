@@ -154,9 +154,13 @@ class Broker:
     # -- queues -------------------------------------------------------------------------
 
     async def _op_put(self, identity: bytes, rid: bytes, channel: bytes, frame: bytes) -> None:
+        await self._answer(identity, b"ok", rid)
+        await self._op_post(identity, rid, channel, frame)
+
+    async def _op_post(self, identity: bytes, rid: bytes, channel: bytes, frame: bytes) -> None:
+        """A put that wants no answer (a request: its reply is the answer)."""
         queue = self._queues[channel]
         queue.ready.append((str(next(self._ids)).encode(), frame))
-        await self._answer(identity, b"ok", rid)
         await self._dispatch(queue)
 
     async def _op_take(

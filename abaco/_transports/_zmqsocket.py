@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 _T = TypeVar("_T")
+
+# pyzmq's flags are enums; plain ints skip an enum construction per call on the hot path.
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 _Ts = TypeVarTuple("_Ts")
 
 
@@ -39,7 +45,7 @@ class ZmqSocket:
         self._fd = socket.fileno()  # zmq.FD
         self._watcher: trio.CancelScope | None = None  # the one task asleep on the fd
         self._lot = trio.lowlevel.ParkingLot()  # the other tasks that wait
-        self._wanted: dict[int, int] = {zmq.POLLIN: 0, zmq.POLLOUT: 0}  # waiting tasks by event
+        self._wanted: dict[int, int] = {_POLLIN: 0, _POLLOUT: 0}  # waiting tasks by event
 
     @property
     def closed(self) -> bool:
@@ -78,7 +84,7 @@ class ZmqSocket:
             raise ValueError("a zmq message has at least one frame")
         self._check_open()
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            self._socket.send_multipart(frames, _NOBLOCK)
         except zmq.Again:
             raise trio.WouldBlock from None
         finally:
@@ -88,7 +94,7 @@ class ZmqSocket:
         """Take one waiting message, or raise `trio.WouldBlock`."""
         self._check_open()
         try:
-            return self._socket.recv_multipart(zmq.NOBLOCK)
+            return self._socket.recv_multipart(_NOBLOCK)
         except zmq.Again:
             raise trio.WouldBlock from None
         finally:
@@ -99,11 +105,11 @@ class ZmqSocket:
 
         Cancelled, it has sent either the whole message or nothing.
         """
-        await self._retry(zmq.POLLOUT, self.send_multipart_nowait, frames)
+        await self._retry(_POLLOUT, self.send_multipart_nowait, frames)
 
     async def recv_multipart(self) -> list[bytes]:
         """Receive one message as its list of frames. Cancelled, it leaves the message queued."""
-        return await self._retry(zmq.POLLIN, self.recv_multipart_nowait)
+        return await self._retry(_POLLIN, self.recv_multipart_nowait)
 
     def close(self, linger: int = 0) -> None:
         """Close at once (idempotent); tasks waiting on it get `trio.ClosedResourceError`.
@@ -144,9 +150,10 @@ class ZmqSocket:
 
     def _events(self) -> int:
         """Read EVENTS, kicking the watcher if any waiting task can now go on."""
-        events: int = self._socket.getsockopt(zmq.EVENTS)  # type: ignore[assignment]
-        if self._watcher is not None and any(
-            count and events & event for event, count in self._wanted.items()
+        events: int = self._socket.getsockopt(_EVENTS)  # type: ignore[assignment]
+        if self._watcher is not None and (
+            (self._wanted[_POLLIN] and events & _POLLIN)
+            or (self._wanted[_POLLOUT] and events & _POLLOUT)
         ):
             self._watcher.cancel()
         return events

@@ -281,6 +281,8 @@ class ZmqTransport:
         request_id = peer.next_id()
         if confirm:
             peer.unconfirmed.append((peer.expect(request_id), trio.current_time()))
+        elif op == b"put":
+            op = b"post"  # no answer wanted
         await peer.request([op, request_id, channel_id, *args])
         await self._collect(peer, address, limit=_WINDOW)
 
