@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import attrs
 import cattrs
 import trio
 
+from abaco.actors.states import transition
 from abaco.errors import BadRequest, Conflict, NotFound, SchemaError
 
 if TYPE_CHECKING:
@@ -239,6 +240,24 @@ class RecordStore(Generic[R]):
             f"{self._cls.__name__.lower()} {record_id!r}: gave up after "
             f"{self._cas_retries} conflicting writes"
         )
+
+    async def move(self, record_id: str, status: Any, **fields: Any) -> R:
+        """Change a record's ``status`` through the transition table, with other fields.
+
+        A compare-and-set, so of two writers racing to move one record only one wins,
+        and the other gets :class:`~abaco.errors.InvalidTransition` if the move is no
+        longer allowed from where the record now is.
+        """
+
+        def moved(record: R) -> R:
+            current = getattr(record, "status")  # noqa: B009  (R is any attrs record)
+            # mypy cannot see that a TypeVar bound to AttrsInstance is an attrs class.
+            changed: R = attrs.evolve(
+                cast("Any", record), status=transition(current, status), **fields
+            )
+            return changed
+
+        return await self.transaction(record_id, moved)
 
     async def update(self, record_id: str, **fields: Any) -> R:
         """Set some fields atomically (no read first); returns the record as it is now."""

@@ -267,6 +267,25 @@ class Redis:
             reply = await self._client.blpop([key], timeout)
         return None if reply is None else reply[1]
 
+    async def rpush(self, key: str, value: bytes, *, ttl_ms: int | None = None) -> int:
+        """Append to a list (refreshing its expiry); returns the list's length."""
+        with _mapped_errors(f"RPUSH {key}"):
+            length = await self._client.rpush(key, [value])
+            if ttl_ms is not None:
+                await self._client.pexpire(key, ttl_ms)
+        return length
+
+    async def lpop(self, key: str) -> bytes | None:
+        """Pop the head of a list, or None."""
+        with _mapped_errors(f"LPOP {key}"):
+            popped = await self._client.lpop(key)
+        return popped if isinstance(popped, bytes) or popped is None else popped[0]
+
+    async def llen(self, key: str) -> int:
+        """The length of a list."""
+        with _mapped_errors(f"LLEN {key}"):
+            return await self._client.llen(key)
+
     async def zadd(self, key: str, scores: Mapping[str, float]) -> int:
         """Add members with scores to a sorted set (updating existing ones)."""
         with _mapped_errors(f"ZADD {key}"):

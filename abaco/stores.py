@@ -18,6 +18,7 @@ Keyspace (``P`` is ``[redis] key_prefix``, ``T`` the tenant; ids never contain `
     P:T:permissions:RESOURCE          hash    user -> READ | EXECUTE | UPDATE on an actor/alias
     P:T:logs:EXECUTION                stream  log chunks {d: text}; a last entry {end: ""}
     P:T:logs:EXECUTION:meta           hash    size (bytes kept), dropped (bytes cut off the head)
+    P:T:results:EXECUTION             list    an execution's binary results, first in first out
 
 Records carry a schema version (``_v``) and a revision (``_rev``); see :mod:`abaco._records`.
 Logs and records written with a ``ttl`` expire; index entries of expired records are
@@ -49,7 +50,15 @@ if TYPE_CHECKING:
     from abaco.config import Settings
     from abaco.redis_client import Redis
 
-__all__ = ["LogStore", "LogText", "Page", "PermissionStore", "RecordStore", "Stores"]
+__all__ = [
+    "LogStore",
+    "LogText",
+    "Page",
+    "PermissionStore",
+    "RecordStore",
+    "ResultStore",
+    "Stores",
+]
 
 
 def _check_name(what: str, value: str) -> str:
@@ -124,6 +133,34 @@ class LogStore:
         await self._redis.delete(*self._keys(execution_id))
 
 
+class ResultStore:
+    """Binary results of executions: appended by the worker, read back one at a time (FIFO)."""
+
+    def __init__(self, redis: Redis, namespace: str, *, expiry: int) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:results:"
+        self.expiry = expiry
+
+    def _key(self, execution_id: str) -> str:
+        return self._prefix + _check_name("execution id", execution_id)
+
+    async def push(self, execution_id: str, result: bytes) -> None:
+        """Append one result."""
+        await self._redis.rpush(self._key(execution_id), result, ttl_ms=self.expiry * 1000)
+
+    async def pop(self, execution_id: str) -> bytes | None:
+        """The oldest result not read yet (None when there is none)."""
+        return await self._redis.lpop(self._key(execution_id))
+
+    async def count(self, execution_id: str) -> int:
+        """Results not read yet."""
+        return await self._redis.llen(self._key(execution_id))
+
+    async def delete(self, execution_id: str) -> None:
+        """Forget an execution's results."""
+        await self._redis.delete(self._key(execution_id))
+
+
 class PermissionStore:
     """Who may do what to an actor or alias: one hash of user -> level per resource."""
 
@@ -172,6 +209,7 @@ class Stores:
     aliases: RecordStore[Alias]
     permissions: PermissionStore
     logs: LogStore
+    results: ResultStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings, tenant: str | None = None) -> Stores:
@@ -207,4 +245,5 @@ class Stores:
                 expiry=settings.stores.log_expiry,
                 max_bytes=settings.stores.log_max_bytes,
             ),
+            results=ResultStore(redis, namespace, expiry=settings.stores.log_expiry),
         )

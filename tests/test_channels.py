@@ -449,10 +449,14 @@ async def test_pipelined_puts_to_a_vanished_owner_fail_on_a_later_put(redis):
         queue = owner.open_queue(transport=Transport.ZMQ)
     async with open_hub(redis, answer_timeout=0.2) as user:
         vanished = user.bind(queue)
-        with trio.fail_after(10), pytest.raises(DestinationUnavailable, match="confirmed none"):
+
+        async def put_until_it_fails():
             while True:
                 await vanished.put("into the void")
                 await trio.sleep(0.02)
+
+        with trio.fail_after(10), pytest.raises(DestinationUnavailable, match="confirmed none"):
+            await put_until_it_fails()
 
 
 async def test_pipelined_puts_all_arrive_in_order(redis):

@@ -306,3 +306,51 @@ async def test_execution_status_round_trips_as_its_abaco_name(stores: Stores, re
     raw = await redis.hgetall(stores.executions.key(execution.id))
     assert raw[b"status"] == b'"RUNNING"'
     assert raw[b"_v"] == b"1"
+
+
+async def test_move_follows_the_transition_table(stores: Stores):
+    from abaco.errors import InvalidTransition
+
+    execution = Execution(id=new_id(), actor_id="a1")
+    await stores.executions.put(execution)
+    running = await stores.executions.move(execution.id, ExecutionStatus.RUNNING, worker_id="w1")
+    assert (running.status, running.worker_id) == (ExecutionStatus.RUNNING, "w1")
+    with pytest.raises(InvalidTransition, match="RUNNING to SUBMITTED"):
+        await stores.executions.move(execution.id, ExecutionStatus.SUBMITTED)
+    done = await stores.executions.move(execution.id, ExecutionStatus.COMPLETE, exit_code=0)
+    assert (await stores.executions.get(execution.id)) == done
+
+
+async def test_of_two_racing_moves_only_one_wins(stores: Stores):
+    from abaco.errors import InvalidTransition
+
+    execution = Execution(id=new_id(), actor_id="a1", status=ExecutionStatus.RUNNING)
+    await stores.executions.put(execution)
+    outcomes = []
+
+    async def finish(status):
+        try:
+            await stores.executions.move(execution.id, status)
+            outcomes.append(status)
+        except InvalidTransition:
+            outcomes.append("refused")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(finish, ExecutionStatus.COMPLETE)
+        nursery.start_soon(finish, ExecutionStatus.ABORTED)
+    assert sorted(map(str, outcomes)).count("refused") == 1
+    final = await stores.executions.get(execution.id)
+    assert final.status in outcomes
+
+
+async def test_results_come_back_first_in_first_out(stores: Stores):
+    execution_id = new_id()
+    for data in (b"one", b"two", b"\x00three"):
+        await stores.results.push(execution_id, data)
+    assert await stores.results.count(execution_id) == 3
+    assert [await stores.results.pop(execution_id) for _ in range(4)] == [
+        b"one",
+        b"two",
+        b"\x00three",
+        None,
+    ]
