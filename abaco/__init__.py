@@ -23,6 +23,7 @@ from abaco.errors import InvalidTransition as InvalidTransition
 from abaco.errors import NotFound as NotFound
 from abaco.errors import PermissionDenied as PermissionDenied
 from abaco.errors import RemoteError as RemoteError
+from abaco.errors import RunnerError as RunnerError
 from abaco.errors import SchemaError as SchemaError
 from abaco.errors import SendFailed as SendFailed
 from abaco.errors import StoreError as StoreError

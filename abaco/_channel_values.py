@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -66,9 +67,12 @@ class Kind(enum.StrEnum):
     DUPLEX = "duplex"
 
 
+# What an address may not contain: control characters and spaces (code points 0-32).
+_CONTROL_OR_SPACE = re.compile("[\x00-\x20]")
+
+
 def _check_address(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-    # isprintable() refuses control characters; spaces are refused on their own.
-    if not value or len(value) > 1024 or not value.isprintable() or " " in value:
+    if not value or len(value) > 1024 or _CONTROL_OR_SPACE.search(value):
         raise ValueError(f"channel address {value!r}: 1-1024 printable characters, no spaces")
 
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -30,6 +27,7 @@ from abaco._channel_values import (
     TopicChannel,
     Transport,
 )
+from abaco._paths import runtime_dir
 from abaco._transports.redis import RedisTransport
 from abaco._transports.zmq import ZmqTransport, ipc_endpoint, open_zmq_transport
 from abaco.actors.ids import new_id
@@ -578,11 +576,6 @@ class Hub:
                 await self._redis.inbox_close(self._inboxes[Transport.REDIS].address)
 
 
-def _runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"abaco-{os.getuid()}"
-
-
 @contextlib.asynccontextmanager
 async def open_hub(
     redis: Redis | None = None,
@@ -616,7 +609,7 @@ async def open_hub(
             lease=lease,
             max_frame=max_frame,
         )
-        endpoint = zmq_endpoint or ipc_endpoint(_runtime_dir(), hub.id)
+        endpoint = zmq_endpoint or ipc_endpoint(runtime_dir(), hub.id)
         async with open_zmq_transport(
             nursery,
             hub.id,

@@ -195,6 +195,24 @@ class FetcherSettings:
 
 
 @attrs.frozen(kw_only=True)
+class WorkerSettings:
+    """``[worker]``: how workers run executions."""
+
+    heartbeat: float = attrs.field(default=5.0, validator=_POSITIVE)
+    """Seconds between a worker's heartbeats (its record's last_health_check_time)."""
+    execution_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
+    """Wall-clock seconds an execution may run before it is killed."""
+    stop_deadline: float = attrs.field(default=30.0, validator=_POSITIVE)
+    """Seconds a stopping worker lets its current execution finish before killing it."""
+    visibility: float = attrs.field(default=30.0, validator=_POSITIVE)
+    """Seconds a message taken by a worker that stopped renewing it waits to be retaken."""
+    sandbox: bool = True
+    """Run executions in bubblewrap where it is installed (rlimits apply everywhere)."""
+    work_dir: str = ""
+    """Where executions' work dirs go; "" means ``work`` in the runtime dir (short paths)."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -206,6 +224,7 @@ class Settings:
     api: ApiSettings = attrs.Factory(ApiSettings)
     repository: RepositorySettings = attrs.Factory(RepositorySettings)
     fetcher: FetcherSettings = attrs.Factory(FetcherSettings)
+    worker: WorkerSettings = attrs.Factory(WorkerSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.

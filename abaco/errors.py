@@ -20,6 +20,7 @@ never have to catch a third-party exception::
     │   ├── Conflict                the record exists already, or a compare-and-set lost
     │   └── SchemaError             a stored record is of a newer schema than this code
     ├── ValkeyError                 the embedded Valkey server failed to start or stop
+    ├── RunnerError                 an execution runner could not start (bad module, bwrap)
     ├── InvalidTransition           a status change that the transition table forbids
     ├── PermissionDenied            the caller may not do this
     ├── BadRequest                  input that does not validate
@@ -88,6 +89,10 @@ class SchemaError(StoreError):
 
 class ValkeyError(AbacoError):
     """The embedded Valkey server could not be started or stopped."""
+
+
+class RunnerError(AbacoError):
+    """A runner itself failed: the actor's module does not import, or bwrap cannot start."""
 
 
 class InvalidTransition(AbacoError):

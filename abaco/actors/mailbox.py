@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from abaco.channels import Hub
     from abaco.stores import Stores
 
-__all__ = ["CONTENT_TYPES", "MailboxMessage", "mailbox_of", "submit"]
+__all__ = ["CONTENT_TYPES", "MailboxMessage", "StopWorker", "control_of", "mailbox_of", "submit"]
 
 #: Abaco's ``_abaco_Content_Type`` values: a string message, a JSON one, a binary one.
 CONTENT_TYPES = frozenset({"str", "application/json", "application/octet-stream"})
@@ -61,6 +61,32 @@ class MailboxMessage:
             return cls(**fields)
         except TypeError as exc:
             raise BadRequest(f"malformed mailbox message: {exc}") from exc
+
+
+@attrs.frozen(kw_only=True)
+class StopWorker:
+    """The command that stops a worker: it finishes its current execution, then exits."""
+
+    reason: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The command as a plain dict for the channel."""
+        return {"kind": "stop", "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> StopWorker:
+        """Read a command; :class:`BadRequest` when it is not a stop command."""
+        if not isinstance(data, dict) or data.get("kind") != "stop":
+            raise BadRequest(f"not a worker command: {data!r:.80}")
+        return cls(reason=str(data.get("reason", "")))
+
+
+def control_of(hub: Hub, key_prefix: str, tenant: str, worker_id: str) -> QueueChannel:
+    """The channel a worker takes its commands from, bound to ``hub``."""
+    channel: QueueChannel = hub.bind(
+        QueueChannel(Transport.REDIS, f"{key_prefix}:{tenant}:worker-control:{worker_id}")
+    )
+    return channel
 
 
 def mailbox_of(hub: Hub, key_prefix: str, tenant: str, actor_id: str) -> QueueChannel:

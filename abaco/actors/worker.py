@@ -1,0 +1,441 @@
+"""The worker: one process per running worker of an actor.
+
+It takes messages from the actor's mailbox one at a time and runs each as an isolated
+execution (:mod:`abaco.actors.runners`), moving the execution SUBMITTED -> RUNNING ->
+COMPLETE or ERROR, streaming its output into the execution's log as it comes, storing its
+results, and acknowledging the message only once the record is stored. While it runs an
+execution it renews its hold on the message; a worker that stops renewing (it died) loses
+the message to another worker, which marks the first execution ERROR and runs the
+message again as a new execution. A worker that lost a message this way does not
+complete it. The worker beats its heart into its record, and stops on a typed
+:class:`~abaco.actors.mailbox.StopWorker` command on its control channel, or on SIGTERM:
+it lets the current execution finish (up to ``stop_deadline``) and exits.
+
+Run one directly: ``python -m abaco.actors.worker --actor ID [--worker ID]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+import trio
+
+from abaco._paths import runtime_dir
+from abaco.actors.ids import new_id
+from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of
+from abaco.actors.models import Actor, Execution, Worker, utcnow
+from abaco.actors.runners import (
+    ExecutionSpec,
+    Runner,
+    open_command_runner,
+    open_python_runner,
+)
+from abaco.actors.sandbox import Limits
+from abaco.actors.states import ExecutionStatus, WorkerStatus, is_terminal
+from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
+from abaco.channels import Delivery, QueueChannel, open_hub
+from abaco.config import Settings
+from abaco.errors import (
+    AbacoError,
+    Aborted,
+    BadRequest,
+    ChannelTimeout,
+    InvalidTransition,
+    NotFound,
+)
+from abaco.logconfig import bind_ids, configure_logging
+from abaco.stores import Stores
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from abaco.actors.runners import ExecutionOutcome
+    from abaco.redis_client import Redis
+
+__all__ = ["WorkerProcess", "environment_for", "main", "run_worker"]
+
+_log = structlog.get_logger(__name__)
+
+# Worker set-up steps, walked by a worker that starts on its own (no spawner before it).
+_SETUP = (
+    WorkerStatus.SPAWNER_SETUP,
+    WorkerStatus.PULLING_IMAGE,
+    WorkerStatus.CREATING_CONTAINER,
+    WorkerStatus.UPDATING_STORE,
+    WorkerStatus.READY,
+)
+
+
+def environment_for(
+    actor: Actor, execution: Execution, message: MailboxMessage, worker_id: str, api_server: str
+) -> dict[str, str]:
+    """The environment of one execution, as Abaco gives it.
+
+    The actor's ``default_environment`` first, then the message's own variables, then
+    the platform's ``_abaco_*`` variables, which neither may override.
+    """
+    text = message.body if isinstance(message.body, str) else ""
+    return {
+        **actor.default_environment,
+        **message.environment,
+        "MSG": text,
+        "_abaco_Content_Type": message.content_type,
+        "_abaco_execution_id": execution.id,
+        "_abaco_actor_id": actor.id,
+        "_abaco_actor_name": actor.name,
+        "_abaco_actor_dbid": f"{actor.tenant}_{actor.id}",
+        "_abaco_actor_revision": str(actor.revision),
+        "_abaco_container_repo": actor.image,
+        "_abaco_worker_id": worker_id,
+        "_abaco_username": message.username,
+        "_abaco_api_server": api_server,
+        "_abaco_actor_state": json.dumps({}),
+    }
+
+
+def _limits(actor: Actor, manifest: Manifest) -> Limits:
+    memory = manifest.resources.memory_bytes
+    if actor.mem_limit:
+        memory = _parse_bytes(actor.mem_limit)
+    cpu = None if actor.max_cpus is None else max(1, actor.max_cpus) * 3600
+    return Limits(memory_bytes=memory, cpu_seconds=cpu)
+
+
+def _parse_bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().rstrip("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise BadRequest(f"mem_limit {text!r}: a size such as 512m or 2g") from None
+
+
+@attrs.define
+class WorkerProcess:
+    """What one worker needs while it runs; made by :func:`run_worker`."""
+
+    settings: Settings
+    stores: Stores
+    actor: Actor
+    manifest: Manifest
+    worker_id: str
+    runner: Runner
+    stopping: trio.Event = attrs.field(factory=trio.Event)
+
+    async def _set_worker(self, status: WorkerStatus, **fields: Any) -> None:
+        await self.stores.workers.move(self.worker_id, status, **fields)
+
+    async def heartbeat(self) -> None:
+        """Write ``last_health_check_time`` every ``heartbeat`` seconds."""
+        while True:
+            await self.stores.workers.update(self.worker_id, last_health_check_time=utcnow())
+            await trio.sleep(self.settings.worker.heartbeat)
+
+    async def serve(self, mailbox: QueueChannel) -> None:
+        """Take and run messages until asked to stop (the current one is finished first)."""
+        while not self.stopping.is_set():
+            try:
+                delivery = await mailbox.get(timeout=1.0)
+            except ChannelTimeout:
+                continue
+            await self._handle(delivery)
+
+    async def serve_until_stopped(self, mailbox: QueueChannel) -> None:
+        """Serve; once asked to stop, give the current execution ``stop_deadline`` seconds."""
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop() -> None:
+                await self.serve(mailbox)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(serve_then_stop)
+            await self.stopping.wait()
+            nursery.cancel_scope.deadline = trio.current_time() + self.settings.worker.stop_deadline
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            message = MailboxMessage.from_wire(delivery.message)
+        except BadRequest as exc:
+            _log.warning("worker.bad_message", error=str(exc))
+            await delivery.ack()  # nobody could ever run it
+            return
+        execution = await self._claim(message)
+        if execution is None:
+            await delivery.ack()
+            return
+        with bind_ids(execution_id=execution.id):
+            lost = await self._run(delivery, message, execution)
+            if lost:
+                _log.warning("worker.lost_message", execution_id=execution.id)
+                return
+        try:
+            await delivery.ack()
+        except Aborted:
+            _log.warning("worker.ack_refused", execution_id=execution.id)
+
+    async def _claim(self, message: MailboxMessage) -> Execution | None:
+        """The execution to run for a message, or None when it needs no run."""
+        executions = self.stores.executions
+        try:
+            execution = await executions.get(message.execution_id)
+        except NotFound:
+            _log.warning("worker.no_execution", execution_id=message.execution_id)
+            return None
+        if is_terminal(execution.status):
+            return None  # done already: only its acknowledgement was lost
+        if execution.status is ExecutionStatus.RUNNING:
+            # Its worker died mid-run and the message came back: that attempt failed,
+            # and the message runs again as a new execution.
+            retry = Execution(id=new_id(), actor_id=execution.actor_id, tenant=execution.tenant)
+            await executions.create(retry)
+            await executions.move(
+                execution.id,
+                ExecutionStatus.ERROR,
+                finish_time=utcnow(),
+                status_message=(
+                    f"worker {execution.worker_id} stopped during the execution; "
+                    f"the message runs again as execution {retry.id}"
+                ),
+            )
+            return retry
+        return execution
+
+    async def _run(self, delivery: Delivery, message: MailboxMessage, execution: Execution) -> bool:
+        """Run one execution; returns True when the message was lost to another worker."""
+        stores = self.stores
+        try:
+            execution = await stores.executions.move(
+                execution.id,
+                ExecutionStatus.RUNNING,
+                worker_id=self.worker_id,
+                executor=socket.gethostname(),
+                start_time=utcnow(),
+            )
+        except InvalidTransition:
+            return False  # aborted meanwhile
+        await self._set_worker(WorkerStatus.BUSY)
+        spec = ExecutionSpec(
+            execution_id=execution.id,
+            environment=environment_for(
+                self.actor, execution, message, self.worker_id, self.actor.api_server
+            ),
+            message=message.body if isinstance(message.body, bytes) else message.body.encode(),
+            content_type=message.content_type,
+            timeout=self.settings.worker.execution_timeout,
+            limits=_limits(self.actor, self.manifest),
+            network=self.manifest.resources.network,
+        )
+
+        async def log(chunk: bytes) -> None:
+            await stores.logs.append(execution.id, chunk.decode(errors="replace"))
+
+        lost = False
+        outcome: ExecutionOutcome | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def renew() -> None:
+                nonlocal lost
+                while True:
+                    await trio.sleep(self.settings.worker.visibility / 3)
+                    try:
+                        await delivery.renew()
+                    except Aborted:
+                        lost = True  # another worker has it now: stop this run
+                        nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(renew)
+            try:
+                outcome = await self.runner.run(spec, log)
+            except trio.Cancelled:
+                with trio.CancelScope(shield=True):
+                    await self._abandon(delivery, execution)
+                raise
+            nursery.cancel_scope.cancel()
+        await stores.logs.finish(execution.id)
+        if lost or outcome is None:
+            return True
+        for result in outcome.results:
+            await stores.results.push(execution.id, result)
+        await stores.executions.move(
+            execution.id,
+            ExecutionStatus(outcome.status),
+            finish_time=utcnow(),
+            runtime=round(outcome.runtime),
+            cpu=round(outcome.cpu * 1e6),
+            io=outcome.io,
+            exit_code=outcome.exit_code,
+            status_message=outcome.status_message,
+            final_state={"max_rss": outcome.max_rss, "killed": outcome.killed},
+        )
+        await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
+        return False
+
+    async def _abandon(self, delivery: Delivery, execution: Execution) -> None:
+        """The worker is stopping past its deadline: end the execution, keep nothing RUNNING."""
+        await self.stores.logs.finish(execution.id)
+        try:
+            await self.stores.executions.move(
+                execution.id,
+                ExecutionStatus.ERROR,
+                finish_time=utcnow(),
+                status_message="the worker was stopped before the execution finished",
+            )
+            await delivery.ack()
+        except (InvalidTransition, Aborted) as exc:
+            _log.warning("worker.abandon_failed", error=str(exc))
+
+
+def _open_runner(
+    bundle_dir: Path, manifest: Manifest, work_root: Path, *, sandbox: bool, hide: list[Path]
+) -> AbstractAsyncContextManager[Runner]:
+    runtime = manifest.runtime
+    if isinstance(runtime, CommandRuntime):
+        return open_command_runner(
+            bundle_dir, runtime, work_root=work_root, sandbox=sandbox, hide=hide
+        )
+    return open_python_runner(
+        bundle_dir,
+        runtime,
+        work_root=work_root,
+        sandbox=sandbox,
+        hide=hide,
+        network=manifest.resources.network,
+    )
+
+
+async def _register(stores: Stores, actor: Actor, worker_id: str) -> None:
+    """Create the worker's record (unless a spawner did) and walk it to READY."""
+    try:
+        worker = await stores.workers.get(worker_id)
+    except NotFound:
+        worker = Worker(id=worker_id, actor_id=actor.id, tenant=actor.tenant, image=actor.image)
+        await stores.workers.create(worker)
+    position = _SETUP.index(worker.status) + 1 if worker.status in _SETUP else 0
+    for status in _SETUP[position:]:
+        await stores.workers.move(worker_id, status, pid=os.getpid(), ch_name=worker_id)
+
+
+async def run_worker(
+    settings: Settings,
+    redis: Redis,
+    *,
+    actor_id: str,
+    worker_id: str,
+    bundle_dir: Path,
+    tenant: str | None = None,
+    task_status: trio.TaskStatus[WorkerProcess] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a worker of ``actor_id`` on the unpacked bundle in ``bundle_dir`` until stopped.
+
+    ``task_status.started`` gets the :class:`WorkerProcess`; set its ``stopping`` event
+    to stop it gracefully.
+    """
+    stores = Stores.open(redis, settings, tenant)
+    actor = await stores.actors.get(actor_id)
+    manifest = parse_manifest(await trio.Path(bundle_dir, "Manifest.json").read_bytes())
+    options = settings.worker
+    work_root = (Path(options.work_dir) if options.work_dir else runtime_dir() / "work") / worker_id
+    hide = [settings.state.path()]
+    with bind_ids(actor_id=actor_id, worker_id=worker_id):
+        async with (
+            open_hub(
+                redis, namespace=settings.redis.key_prefix, visibility=options.visibility
+            ) as hub,
+            _open_runner(
+                bundle_dir, manifest, work_root, sandbox=options.sandbox, hide=hide
+            ) as runner,
+            trio.open_nursery() as nursery,
+        ):
+            await _register(stores, actor, worker_id)
+            process = WorkerProcess(settings, stores, actor, manifest, worker_id, runner)
+            nursery.start_soon(process.heartbeat)
+            task_status.started(process)
+            _log.info("worker.ready")
+            mailbox = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, actor_id)
+            nursery.start_soon(_stop_on_signal, process)
+            control = control_of(hub, settings.redis.key_prefix, stores.tenant, worker_id)
+            nursery.start_soon(_stop_on_command, process, control)
+            await process.serve_until_stopped(mailbox)
+            with trio.CancelScope(shield=True):
+                await stores.workers.move(worker_id, WorkerStatus.SHUTDOWN_REQUESTED)
+                await stores.workers.move(worker_id, WorkerStatus.SHUTTING_DOWN)
+            nursery.cancel_scope.cancel()
+        _log.info("worker.stopped")
+
+
+async def _stop_on_signal(process: WorkerProcess) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            _log.info("worker.stop_requested")
+            process.stopping.set()
+            return
+
+
+async def _stop_on_command(process: WorkerProcess, control: QueueChannel) -> None:
+    while True:
+        delivery = await control.get()
+        await delivery.ack()
+        try:
+            command = StopWorker.from_wire(delivery.message)
+        except BadRequest as exc:
+            _log.warning("worker.bad_command", error=str(exc))
+            continue
+        _log.info("worker.stop_requested", reason=command.reason)
+        process.stopping.set()
+        return
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m abaco.actors.worker", description="Run one worker of an actor."
+    )
+    parser.add_argument("--config", help="path of abaco.conf")
+    parser.add_argument("--actor", required=True, help="the actor's id")
+    parser.add_argument("--worker", default="", help="this worker's id (new when not given)")
+    parser.add_argument("--tenant", default=None, help="the actor's tenant")
+    parser.add_argument("--bundle-dir", required=True, help="the unpacked bundle")
+    return parser
+
+
+async def _main(settings: Settings, args: argparse.Namespace) -> None:
+    from abaco.redis_client import open_redis
+
+    async with open_redis(settings.redis.url, password=settings.redis.password) as redis:
+        await run_worker(
+            settings,
+            redis,
+            actor_id=args.actor,
+            worker_id=args.worker or new_id(),
+            bundle_dir=Path(args.bundle_dir),
+            tenant=args.tenant,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one worker (``python -m abaco.actors.worker``); needs ``[redis] url``."""
+    from abaco.config import load_settings
+
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        configure_logging(settings.logging.level, settings.logging.format)
+        if not settings.redis.url:
+            raise BadRequest("a worker needs the platform's Redis: set [redis] url")
+        trio.run(_main, settings, args)
+    except AbacoError as exc:
+        raise SystemExit(f"worker: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

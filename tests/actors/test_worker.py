@@ -1,0 +1,261 @@
+"""The worker with real bundles, real processes and a real Valkey."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from abaco.actors.ids import new_id
+from abaco.actors.mailbox import StopWorker, control_of, mailbox_of, submit
+from abaco.actors.models import Actor
+from abaco.actors.states import ExecutionStatus, WorkerStatus
+from abaco.actors.worker import run_worker
+from abaco.channels import open_hub
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ECHO = """
+import os, sys, time
+from abaco.actors import context
+
+def handle(message):
+    if message.startswith("results"):
+        for part in ("one", "two", "three"):
+            context.send_result(part.encode())
+    elif message == "fail":
+        print("about to fail", flush=True)
+        raise SystemExit(3)
+    elif message.startswith("slow-once:"):
+        marker = message.split(":", 1)[1]
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            print("first attempt: sleeping", flush=True)
+            time.sleep(60)
+    print("echo:", message, "from", os.environ["_abaco_actor_id"], flush=True)
+"""
+
+
+def _bundle(root: Path, source: str = ECHO) -> Path:
+    bundle = root / "bundle"
+    (bundle / "echo").mkdir(parents=True)
+    (bundle / "echo" / "__init__.py").write_text("")
+    (bundle / "echo" / "main.py").write_text(source)
+    manifest = {
+        "spec": "abaco.bundle/v1",
+        "name": "org.example/echo",
+        "version": "1.0.0",
+        "runtime": {"type": "python", "entry_point": "echo.main:handle"},
+        "content_sha256": "0" * 64,
+    }
+    (bundle / "Manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+async def wait_execution(stores, execution_id, *statuses, timeout=30):
+    """Wait until the execution is in one of ``statuses``; returns it."""
+    with trio.fail_after(timeout):
+        while True:
+            execution = await stores.executions.get(execution_id)
+            if execution.status in statuses:
+                return execution
+            await trio.sleep(0.05)
+
+
+@pytest.fixture
+async def actor(stores):
+    record = Actor(id=new_id(), name="echo", owner="alice", image="org.example/echo:1.0.0")
+    await stores.actors.put(record)
+    return record
+
+
+@pytest.fixture
+def worker_settings(settings):
+    fast = attrs.evolve(settings.worker, heartbeat=0.2, visibility=1.0, stop_deadline=2.0)
+    return attrs.evolve(settings, worker=fast)
+
+
+@pytest.fixture
+async def worker(redis, stores, actor, worker_settings, tmp_path):
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: run_worker(
+                worker_settings,
+                redis,
+                actor_id=actor.id,
+                worker_id=new_id(),
+                bundle_dir=_bundle(tmp_path),
+                task_status=task_status,
+            )
+        )
+        yield process
+        process.stopping.set()
+
+
+@pytest.fixture
+async def mailbox(redis, stores, actor, settings):
+    async with open_hub(redis) as hub:
+        yield mailbox_of(hub, settings.redis.key_prefix, stores.tenant, actor.id)
+
+
+async def test_a_message_becomes_a_complete_execution_with_logs(worker, stores, mailbox, actor):
+    execution = await submit(stores, mailbox, actor_id=actor.id, body="hello")
+    done = await wait_execution(
+        stores, execution.id, ExecutionStatus.COMPLETE, ExecutionStatus.ERROR
+    )
+    assert done.status is ExecutionStatus.COMPLETE, done.status_message
+    assert done.exit_code == 0
+    assert done.worker_id == worker.worker_id
+    assert done.start_time is not None
+    assert done.finish_time is not None
+    logs = await stores.logs.read(execution.id)
+    assert logs.text == f"echo: hello from {actor.id}\n"
+    assert logs.complete
+    assert await mailbox.length() == 0
+
+
+async def test_results_are_kept_in_order(worker, stores, mailbox, actor):
+    execution = await submit(stores, mailbox, actor_id=actor.id, body="results")
+    await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+    assert [await stores.results.pop(execution.id) for _ in range(4)] == [
+        b"one",
+        b"two",
+        b"three",
+        None,
+    ]
+
+
+async def test_a_failing_actor_ends_in_error_with_its_exit_code(worker, stores, mailbox, actor):
+    execution = await submit(stores, mailbox, actor_id=actor.id, body="fail")
+    done = await wait_execution(
+        stores, execution.id, ExecutionStatus.ERROR, ExecutionStatus.COMPLETE
+    )
+    assert done.status is ExecutionStatus.ERROR
+    assert done.exit_code == 3
+    assert "about to fail" in (await stores.logs.read(execution.id)).text
+
+
+async def test_many_messages_are_run_one_at_a_time(worker, stores, mailbox, actor):
+    executions = [await submit(stores, mailbox, actor_id=actor.id, body=f"m{i}") for i in range(10)]
+    for i, execution in enumerate(executions):
+        await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+        assert (await stores.logs.read(execution.id)).text.startswith(f"echo: m{i} ")
+    starts = [(await stores.executions.get(e.id)).start_time for e in executions]
+    assert starts == sorted(starts)
+
+
+async def test_the_worker_record_is_ready_and_its_heart_beats(worker, stores):
+    record = await stores.workers.get(worker.worker_id)
+    assert record.status is WorkerStatus.READY
+    first = record.last_health_check_time
+    await trio.sleep(0.5)
+    assert (await stores.workers.get(worker.worker_id)).last_health_check_time > first
+
+
+async def test_a_stopped_worker_finishes_and_says_so(
+    redis, stores, actor, worker_settings, tmp_path
+):
+    worker_id = new_id()
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: run_worker(
+                worker_settings,
+                redis,
+                actor_id=actor.id,
+                worker_id=worker_id,
+                bundle_dir=_bundle(tmp_path),
+                task_status=task_status,
+            )
+        )
+        process.stopping.set()
+    assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
+
+
+async def test_a_worker_killed_mid_execution_loses_no_message(
+    redis, stores, mailbox, actor, worker_settings, tmp_path, valkey_server
+):
+    bundle = _bundle(tmp_path)
+    env = {
+        **os.environ,
+        "ABACO__REDIS__URL": valkey_server.url,
+        "ABACO__STATE__DIR": str(tmp_path / "state"),
+        "ABACO__WORKER__VISIBILITY": "1.0",
+        "ABACO__WORKER__SANDBOX": "false",  # the marker file lives outside any sandbox
+    }
+    argv = [sys.executable, "-m", "abaco.actors.worker", "--actor", actor.id]
+    doomed = await trio.lowlevel.open_process(
+        [*argv, "--bundle-dir", str(bundle)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        marker = tmp_path / "attempted"
+        first = await submit(stores, mailbox, actor_id=actor.id, body=f"slow-once:{marker}")
+        running = await wait_execution(stores, first.id, ExecutionStatus.RUNNING)
+        with trio.fail_after(30):
+            async with contextlib.aclosing(stores.logs.follow(first.id, poll_ms=100)) as chunks:
+                async for chunk in chunks:
+                    if "first attempt" in chunk:
+                        break
+        doomed.send_signal(signal.SIGKILL)
+        await doomed.wait()
+    finally:
+        doomed.kill()
+        await doomed.wait()
+    # Another worker takes the message once the dead one stops renewing it.
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: run_worker(
+                attrs.evolve(
+                    worker_settings, worker=attrs.evolve(worker_settings.worker, sandbox=False)
+                ),
+                redis,
+                actor_id=actor.id,
+                worker_id=new_id(),
+                bundle_dir=bundle,
+                task_status=task_status,
+            )
+        )
+        failed = await wait_execution(stores, first.id, ExecutionStatus.ERROR)
+        assert f"worker {running.worker_id} stopped during the execution" in failed.status_message
+        retry_id = failed.status_message.rsplit(" ", 1)[1]
+        retried = await wait_execution(stores, retry_id, ExecutionStatus.COMPLETE)
+        assert retried.worker_id == process.worker_id
+        process.stopping.set()
+    assert await mailbox.length() == 0
+
+
+async def test_a_stop_command_lets_the_current_execution_finish(
+    redis, stores, mailbox, actor, worker_settings, tmp_path, settings
+):
+    worker_id = new_id()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: run_worker(
+                worker_settings,
+                redis,
+                actor_id=actor.id,
+                worker_id=worker_id,
+                bundle_dir=_bundle(tmp_path),
+                task_status=task_status,
+            )
+        )
+        execution = await submit(stores, mailbox, actor_id=actor.id, body="last one")
+        await wait_execution(
+            stores, execution.id, ExecutionStatus.RUNNING, ExecutionStatus.COMPLETE
+        )
+        async with open_hub(redis) as hub:
+            control = control_of(hub, settings.redis.key_prefix, stores.tenant, worker_id)
+            await control.put(StopWorker(reason="scale down").to_wire())
+    assert (await stores.executions.get(execution.id)).status is ExecutionStatus.COMPLETE
+    assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
