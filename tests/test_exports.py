@@ -9,7 +9,8 @@ import abaco.stores
 
 
 def _public(module) -> set[str]:
-    return {name for name in vars(module) if not name.startswith("_")} - {"annotations"}
+    # dir(), not vars(): names that load on first use are listed by the module's __dir__.
+    return {name for name in dir(module) if not name.startswith("_")} - {"annotations"}
 
 
 def test_abaco_exports_settings_errors_and_version():
@@ -69,3 +70,18 @@ def test_actors_reexports_everything_its_modules_declare():
 def test_stores_declares_its_public_names():
     for name in abaco.stores.__all__:
         assert hasattr(abaco.stores, name), name
+
+
+def test_actor_code_imports_its_library_without_the_platform():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, abaco.actors.context; "
+        "print(sorted(m for m in ('abaco.config', 'abaco.actors.models', 'cattrs', 'trio') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
