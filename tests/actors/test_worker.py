@@ -180,12 +180,12 @@ async def test_a_stopped_worker_finishes_and_says_so(
 
 
 async def test_a_worker_killed_mid_execution_loses_no_message(
-    redis, stores, mailbox, actor, worker_settings, tmp_path, valkey_server
+    redis, stores, mailbox, actor, worker_settings, tmp_path
 ):
     bundle = _bundle(tmp_path)
     env = {
         **os.environ,
-        "ABACO__REDIS__URL": valkey_server.url,
+        "ABACO__REDIS__URL": redis.url,
         "ABACO__STATE__DIR": str(tmp_path / "state"),
         "ABACO__WORKER__VISIBILITY": "1.0",
         "ABACO__WORKER__SANDBOX": "false",  # the marker file lives outside any sandbox
