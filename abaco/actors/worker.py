@@ -17,6 +17,7 @@ Run one directly: ``python -m abaco.actors.worker --actor ID [--worker ID]``.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import signal
@@ -236,8 +237,13 @@ class WorkerProcess:
             network=self.manifest.resources.network,
         )
 
+        # Incremental: a character split across two chunks still decodes whole.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
         async def log(chunk: bytes) -> None:
-            await stores.logs.append(execution.id, chunk.decode(errors="replace"))
+            text = decoder.decode(chunk)
+            if text:
+                await stores.logs.append(execution.id, text)
 
         lost = False
         outcome: ExecutionOutcome | None = None
@@ -296,6 +302,12 @@ class WorkerProcess:
             _log.warning("worker.abandon_failed", error=str(exc))
 
 
+def _config_files() -> list[Path]:
+    """The configuration files this process may have read: the sandbox hides them."""
+    candidates = [os.environ.get("ABACO_CONF", ""), "abaco.conf"]
+    return [Path(c).absolute() for c in candidates if c and Path(c).is_file()]
+
+
 def _open_runner(
     bundle_dir: Path, manifest: Manifest, work_root: Path, *, sandbox: bool, hide: list[Path]
 ) -> AbstractAsyncContextManager[Runner]:
@@ -346,7 +358,7 @@ async def run_worker(
     manifest = parse_manifest(await trio.Path(bundle_dir, "Manifest.json").read_bytes())
     options = settings.worker
     work_root = (Path(options.work_dir) if options.work_dir else runtime_dir() / "work") / worker_id
-    hide = [settings.state.path()]
+    hide = [settings.state.path(), *_config_files()]
     with bind_ids(actor_id=actor_id, worker_id=worker_id):
         async with (
             open_hub(
