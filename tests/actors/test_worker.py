@@ -70,6 +70,20 @@ async def wait_execution(stores, execution_id, *statuses, timeout=30):
             await trio.sleep(0.05)
 
 
+async def start_worker(nursery, settings, redis, actor, bundle, worker_id=None):
+    """Start a worker in ``nursery``; returns its WorkerProcess once it is READY."""
+    return await nursery.start(
+        lambda task_status: run_worker(
+            settings,
+            redis,
+            actor_id=actor.id,
+            worker_id=worker_id or new_id(),
+            bundle_dir=bundle,
+            task_status=task_status,
+        )
+    )
+
+
 @pytest.fixture
 async def actor(stores):
     record = Actor(id=new_id(), name="echo", owner="alice", image="org.example/echo:1.0.0")
@@ -86,16 +100,7 @@ def worker_settings(settings):
 @pytest.fixture
 async def worker(redis, stores, actor, worker_settings, tmp_path):
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: run_worker(
-                worker_settings,
-                redis,
-                actor_id=actor.id,
-                worker_id=new_id(),
-                bundle_dir=_bundle(tmp_path),
-                task_status=task_status,
-            )
-        )
+        process = await start_worker(nursery, worker_settings, redis, actor, _bundle(tmp_path))
         yield process
         process.stopping.set()
 
@@ -165,15 +170,8 @@ async def test_a_stopped_worker_finishes_and_says_so(
 ):
     worker_id = new_id()
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: run_worker(
-                worker_settings,
-                redis,
-                actor_id=actor.id,
-                worker_id=worker_id,
-                bundle_dir=_bundle(tmp_path),
-                task_status=task_status,
-            )
+        process = await start_worker(
+            nursery, worker_settings, redis, actor, _bundle(tmp_path), worker_id=worker_id
         )
         process.stopping.set()
     assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
@@ -214,17 +212,14 @@ async def test_a_worker_killed_mid_execution_loses_no_message(
         await doomed.wait()
     # Another worker takes the message once the dead one stops renewing it.
     async with trio.open_nursery() as nursery:
-        process = await nursery.start(
-            lambda task_status: run_worker(
-                attrs.evolve(
-                    worker_settings, worker=attrs.evolve(worker_settings.worker, sandbox=False)
-                ),
-                redis,
-                actor_id=actor.id,
-                worker_id=new_id(),
-                bundle_dir=bundle,
-                task_status=task_status,
-            )
+        process = await start_worker(
+            nursery,
+            attrs.evolve(
+                worker_settings, worker=attrs.evolve(worker_settings.worker, sandbox=False)
+            ),
+            redis,
+            actor,
+            bundle,
         )
         failed = await wait_execution(stores, first.id, ExecutionStatus.ERROR)
         assert f"worker {running.worker_id} stopped during the execution" in failed.status_message
@@ -240,15 +235,8 @@ async def test_a_stop_command_lets_the_current_execution_finish(
 ):
     worker_id = new_id()
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: run_worker(
-                worker_settings,
-                redis,
-                actor_id=actor.id,
-                worker_id=worker_id,
-                bundle_dir=_bundle(tmp_path),
-                task_status=task_status,
-            )
+        await start_worker(
+            nursery, worker_settings, redis, actor, _bundle(tmp_path), worker_id=worker_id
         )
         execution = await submit(stores, mailbox, actor_id=actor.id, body="last one")
         await wait_execution(
