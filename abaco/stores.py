@@ -19,6 +19,7 @@ Keyspace (``P`` is ``[redis] key_prefix``, ``T`` the tenant; ids never contain `
     P:T:logs:EXECUTION                stream  log chunks {d: text}; a last entry {end: ""}
     P:T:logs:EXECUTION:meta           hash    size (bytes kept), dropped (bytes cut off the head)
     P:T:results:EXECUTION             list    an execution's binary results, first in first out
+    P:T:state:ACTOR                   string  a stateful actor's state (JSON)
 
 Records carry a schema version (``_v``) and a revision (``_rev``); see :mod:`abaco._records`.
 Logs and records written with a ``ttl`` expire; index entries of expired records are
@@ -27,7 +28,8 @@ cleaned up when a listing passes over them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -57,6 +59,7 @@ __all__ = [
     "PermissionStore",
     "RecordStore",
     "ResultStore",
+    "StateStore",
     "Stores",
 ]
 
@@ -161,6 +164,31 @@ class ResultStore:
         await self._redis.delete(self._key(execution_id))
 
 
+class StateStore:
+    """The state of stateful actors: one JSON value per actor."""
+
+    def __init__(self, redis: Redis, namespace: str) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}:state:"
+
+    async def get(self, actor_id: str) -> Any:
+        """The actor's state ({} when it has none)."""
+        raw = await self._redis.get(self._prefix + _check_name("actor id", actor_id))
+        return {} if raw is None else json.loads(raw)
+
+    async def set(self, actor_id: str, state: Any) -> None:
+        """Replace the actor's state; :class:`BadRequest` unless it is JSON."""
+        try:
+            data = json.dumps(state).encode()
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"an actor's state must be JSON: {exc}") from exc
+        await self._redis.set(self._prefix + _check_name("actor id", actor_id), data)
+
+    async def delete(self, actor_id: str) -> None:
+        """Forget the actor's state."""
+        await self._redis.delete(self._prefix + _check_name("actor id", actor_id))
+
+
 class PermissionStore:
     """Who may do what to an actor or alias: one hash of user -> level per resource."""
 
@@ -210,6 +238,7 @@ class Stores:
     permissions: PermissionStore
     logs: LogStore
     results: ResultStore
+    state: StateStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings, tenant: str | None = None) -> Stores:
@@ -246,4 +275,5 @@ class Stores:
                 max_bytes=settings.stores.log_max_bytes,
             ),
             results=ResultStore(redis, namespace, expiry=settings.stores.log_expiry),
+            state=StateStore(redis, namespace),
         )

@@ -44,10 +44,15 @@ from abaco.actors.context import (
     COUNT_SUFFIX,
     MESSAGE_FILE_NAME,
     MESSAGE_FILE_VARIABLE,
+    MESSAGE_TAG,
     RESULTS_SOCKET_VARIABLE,
+    STATE_TAG,
 )
 from abaco.actors.sandbox import Limits
 from abaco.errors import RunnerError
+
+#: First frames of what an execution asks of the platform (set_state, send_message).
+REQUEST_TAGS = frozenset({STATE_TAG, MESSAGE_TAG})
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -117,6 +122,8 @@ class ExecutionOutcome:
     max_rss: int  # bytes
     killed: str | None  # "timeout", "memory", "cpu", "signal N"
     results: tuple[bytes, ...] = ()
+    #: What the execution asked of the platform, in order: (tag, payload) pairs.
+    requests: tuple[tuple[bytes, bytes], ...] = ()
     output_bytes: int = 0  # all the execution wrote
     output_dropped: int = 0  # of which not forwarded
 
@@ -189,26 +196,32 @@ class Results:
     def __init__(self, socket: ZmqSocket, options: RunnerOptions) -> None:
         self._socket, self._options = socket, options
         self.items: list[bytes] = []
+        #: Requests to the platform (tag, payload): set_state, send_message.
+        self.requests: list[tuple[bytes, bytes]] = []
         self.size = self.dropped = 0
         self._arrived = trio.Event()
 
     async def collect(self) -> None:
         """Receive results until cancelled."""
         while True:
-            data = b"".join(await self._socket.recv_multipart())
+            frames = await self._socket.recv_multipart()
+            data = b"".join(frames)
             fits = self.size + len(data) <= self._options.max_results_bytes
-            if len(self.items) < self._options.max_results and fits:
-                self.items.append(data)
+            if len(self.items) + len(self.requests) >= self._options.max_results or not fits:
+                self.dropped += 1
+            elif len(frames) == 2 and frames[0] in REQUEST_TAGS:
+                self.requests.append((frames[0], frames[1]))
                 self.size += len(data)
             else:
-                self.dropped += 1
+                self.items.append(data)
+                self.size += len(data)
             self._arrived.set()
             self._arrived = trio.Event()
 
     async def wait_for(self, count: int) -> None:
         """Wait up to ``results_timeout`` until ``count`` results have arrived."""
         with trio.move_on_after(self._options.results_timeout):
-            while len(self.items) + self.dropped < count:
+            while len(self.items) + len(self.requests) + self.dropped < count:
                 await self._arrived.wait()
 
 
@@ -386,6 +399,7 @@ def outcome(
         max_rss=int(usage.get("maxrss", 0)),
         killed=killed,
         results=tuple(results.items),
+        requests=tuple(results.requests),
         output_bytes=output.total,
         output_dropped=output.dropped,
     )

@@ -44,6 +44,10 @@ __all__ = [
 
 BINARY_CONTENT_TYPE = "application/octet-stream"
 RESULTS_SOCKET_VARIABLE = "_abaco_results_socket"
+STATE_VARIABLE = "_abaco_actor_state"
+#: First frame of a request to the platform on the results socket (results are one frame).
+STATE_TAG = b"\x00abaco:set_state"
+MESSAGE_TAG = b"\x00abaco:send_message"
 MESSAGE_FILE_VARIABLE = "_abaco_message_file"
 MESSAGE_FILE_NAME = "message.bin"
 COUNT_SUFFIX = ".count"
@@ -121,14 +125,19 @@ def send_result(data: bytes) -> None:
     Raises TimeoutError when the runner does not take it within 10 s, and RuntimeError
     outside an execution (at import time in a zygote, for one).
     """
-    global _sender  # one socket per process, made on first use
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"a result is bytes, not {type(data).__name__}")
+    _send([bytes(data)])
+
+
+def _send(frames: list[bytes]) -> None:
+    """Send one message to the runner: a result (one frame) or a request (tag, payload)."""
+    global _sender  # one socket per process, made on first use
     if _sender is None or _sender.pid != os.getpid():
         endpoint = os.environ.get(RESULTS_SOCKET_VARIABLE)
         if not endpoint:
             raise RuntimeError(
-                f"send_result works only inside an execution (${RESULTS_SOCKET_VARIABLE} is "
+                f"this works only inside an execution (${RESULTS_SOCKET_VARIABLE} is "
                 "not set); module-level code of a Python actor runs in the zygote, not in one"
             )
         # A sender inherited through fork belongs to the parent: never touch its context.
@@ -137,10 +146,10 @@ def send_result(data: bytes) -> None:
     import zmq
 
     try:
-        _sender.socket.send(bytes(data))
+        _sender.socket.send_multipart(frames)
     except zmq.Again:
         raise TimeoutError(
-            f"the runner did not take a result within {SEND_TIMEOUT_MS / 1000:g} s"
+            f"the runner did not take a message within {SEND_TIMEOUT_MS / 1000:g} s"
         ) from None
     _sender.sent += 1
 
@@ -163,26 +172,35 @@ def _flush_results(*, write_count: bool = True) -> int:
     return sender.sent
 
 
-def send_message(actor_id: str, message: str | bytes) -> str:
-    """Not available yet: raises NotImplementedError."""
-    raise NotImplementedError(
-        "send_message is not available yet: executions get a channel to the platform with "
-        "the worker of issue 5 (abaco/actors/worker.py), which will add it"
-    )
+def send_message(actor_id: str, message: str) -> str:
+    """Send a text message to another actor of the same tenant; returns its execution id.
+
+    The message is delivered when this execution ends (COMPLETE or ERROR); an actor that
+    does not exist then gets nothing, and this execution's log says so.
+    """
+    if not isinstance(actor_id, str) or not isinstance(message, str):
+        raise TypeError("send_message takes an actor id and a text message")
+    execution_id = _new_execution_id()
+    payload = {"actor_id": actor_id, "message": message, "execution_id": execution_id}
+    _send([MESSAGE_TAG, json.dumps(payload).encode()])
+    return execution_id
 
 
 def get_state() -> Any:
-    """Not available yet: raises NotImplementedError (read ``get_context()["state"]``)."""
-    raise NotImplementedError(
-        "get_state is not available yet: the state API for stateful actors comes with the "
-        "worker of issue 5 (abaco/actors/worker.py); get_context()['state'] has the state "
-        "as it was when the execution started"
-    )
+    """The actor's state as it was when this execution started (stateful actors)."""
+    return json.loads(os.environ.get(STATE_VARIABLE) or "{}")
 
 
 def set_state(state: Any) -> None:
-    """Not available yet: raises NotImplementedError."""
-    raise NotImplementedError(
-        "set_state is not available yet: the state API for stateful actors comes with the "
-        "worker of issue 5 (abaco/actors/worker.py)"
-    )
+    """Replace the actor's state (any JSON value); stored when this execution ends.
+
+    Only stateful actors have state: for a stateless one the platform ignores it and this
+    execution's log says so.
+    """
+    _send([STATE_TAG, json.dumps(state).encode()])
+
+
+def _new_execution_id() -> str:
+    from abaco.actors.ids import new_id  # light: secrets and time
+
+    return new_id()

@@ -106,12 +106,13 @@ async def submit(
     content_type: str = "str",
     environment: dict[str, str] | None = None,
     username: str = "",
+    execution_id: str | None = None,
 ) -> Execution:
     """Record a SUBMITTED execution for a message, then put the message in the mailbox.
 
     The record comes first: a worker that takes the message always finds it.
     """
-    execution = Execution(id=new_id(), actor_id=actor_id, tenant=stores.tenant)
+    execution = Execution(id=execution_id or new_id(), actor_id=actor_id, tenant=stores.tenant)
     message = MailboxMessage(
         execution_id=execution.id,
         actor_id=actor_id,

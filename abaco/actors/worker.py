@@ -30,8 +30,9 @@ import structlog
 import trio
 
 from abaco._paths import runtime_dir
+from abaco.actors.context import MESSAGE_TAG, STATE_TAG
 from abaco.actors.ids import new_id
-from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of
+from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of, submit
 from abaco.actors.models import Actor, Execution, Worker, utcnow
 from abaco.actors.runners import (
     ExecutionSpec,
@@ -42,7 +43,7 @@ from abaco.actors.runners import (
 from abaco.actors.sandbox import Limits
 from abaco.actors.states import ExecutionStatus, WorkerStatus, is_terminal
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
-from abaco.channels import Delivery, QueueChannel, open_hub
+from abaco.channels import Delivery, Hub, QueueChannel, open_hub
 from abaco.config import Settings
 from abaco.errors import (
     AbacoError,
@@ -76,7 +77,11 @@ _SETUP = (
 
 
 def environment_for(
-    actor: Actor, execution: Execution, message: MailboxMessage, worker_id: str, api_server: str
+    actor: Actor,
+    execution: Execution,
+    message: MailboxMessage,
+    worker_id: str,
+    state: Any,
 ) -> dict[str, str]:
     """The environment of one execution, as Abaco gives it.
 
@@ -97,8 +102,8 @@ def environment_for(
         "_abaco_container_repo": actor.image,
         "_abaco_worker_id": worker_id,
         "_abaco_username": message.username,
-        "_abaco_api_server": api_server,
-        "_abaco_actor_state": json.dumps({}),
+        "_abaco_api_server": actor.api_server,
+        "_abaco_actor_state": json.dumps(state),
     }
 
 
@@ -131,6 +136,7 @@ class WorkerProcess:
     manifest: Manifest
     worker_id: str
     runner: Runner
+    hub: Hub
     stopping: trio.Event = attrs.field(factory=trio.Event)
 
     async def _set_worker(self, status: WorkerStatus, **fields: Any) -> None:
@@ -228,7 +234,11 @@ class WorkerProcess:
         spec = ExecutionSpec(
             execution_id=execution.id,
             environment=environment_for(
-                self.actor, execution, message, self.worker_id, self.actor.api_server
+                self.actor,
+                execution,
+                message,
+                self.worker_id,
+                {} if self.actor.stateless else await stores.state.get(self.actor.id),
             ),
             message=message.body if isinstance(message.body, bytes) else message.body.encode(),
             content_type=message.content_type,
@@ -273,6 +283,8 @@ class WorkerProcess:
             return True
         for result in outcome.results:
             await stores.results.push(execution.id, result)
+        for tag, payload in outcome.requests:
+            await self._carry_out(execution, message, tag, payload)
         await stores.executions.move(
             execution.id,
             ExecutionStatus(outcome.status),
@@ -286,6 +298,32 @@ class WorkerProcess:
         )
         await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
         return False
+
+    async def _carry_out(
+        self, execution: Execution, message: MailboxMessage, tag: bytes, payload: bytes
+    ) -> None:
+        """Apply what an execution asked of the platform (set_state, send_message)."""
+        stores = self.stores
+        try:
+            request = json.loads(payload)
+            if tag == STATE_TAG:
+                if self.actor.stateless:
+                    raise BadRequest(f"actor {self.actor.id} is stateless: its state is ignored")
+                await stores.state.set(self.actor.id, request)
+            elif tag == MESSAGE_TAG:
+                target = str(request["actor_id"])
+                if not await stores.actors.exists(target):
+                    raise BadRequest(f"no actor {target!r} to send a message to")
+                await submit(
+                    stores,
+                    mailbox_of(self.hub, self.settings.redis.key_prefix, stores.tenant, target),
+                    actor_id=target,
+                    body=str(request["message"]),
+                    username=message.username,
+                    execution_id=str(request["execution_id"]),
+                )
+        except (BadRequest, ValueError, KeyError, TypeError) as exc:
+            await stores.logs.append(execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n")
 
     async def _abandon(self, delivery: Delivery, execution: Execution) -> None:
         """The worker is stopping past its deadline: end the execution, keep nothing RUNNING."""
@@ -370,7 +408,7 @@ async def run_worker(
             trio.open_nursery() as nursery,
         ):
             await _register(stores, actor, worker_id)
-            process = WorkerProcess(settings, stores, actor, manifest, worker_id, runner)
+            process = WorkerProcess(settings, stores, actor, manifest, worker_id, runner, hub)
             nursery.start_soon(process.heartbeat)
             task_status.started(process)
             _log.info("worker.ready")

@@ -383,16 +383,20 @@ async def test_a_command_that_cannot_start_is_an_error(tmp_path, work_root, sand
         assert outcome.status_message.startswith("the command could not start: ")
 
 
-def test_the_in_actor_library_says_what_is_not_there_yet(monkeypatch):
+def test_the_in_actor_library_refuses_to_work_outside_an_execution(monkeypatch):
     from abaco.actors import context
 
-    for call in (lambda: context.send_message("a1", "hi"), context.get_state):
-        with pytest.raises(NotImplementedError, match="issue 5"):
-            call()
-    with pytest.raises(NotImplementedError, match="issue 5"):
-        context.set_state({})
     monkeypatch.delenv("_abaco_results_socket", raising=False)
-    with pytest.raises(RuntimeError, match="only inside an execution"):
-        context.send_result(b"x")
+    for call in (
+        lambda: context.send_result(b"x"),
+        lambda: context.send_message("a1", "hi"),
+        lambda: context.set_state({}),
+    ):
+        with pytest.raises(RuntimeError, match="only inside an execution"):
+            call()
+    monkeypatch.setenv("_abaco_actor_state", '{"count": 2}')
+    assert context.get_state() == {"count": 2}
+    with pytest.raises(TypeError, match="text message"):
+        context.send_message("a1", b"bytes")
     with pytest.raises(TypeError, match="bytes"):
         context.send_result("text")

@@ -34,6 +34,12 @@ def handle(message):
     elif message == "fail":
         print("about to fail", flush=True)
         raise SystemExit(3)
+    elif message == "count":
+        state = context.get_state() or {"count": 0}
+        context.set_state({"count": state["count"] + 1})
+    elif message.startswith("tell:"):
+        _, target, text = message.split(":", 2)
+        print("sent as", context.send_message(target, text), flush=True)
     elif message.startswith("slow-once:"):
         marker = message.split(":", 1)[1]
         if not os.path.exists(marker):
@@ -247,3 +253,48 @@ async def test_a_stop_command_lets_the_current_execution_finish(
             await control.put(StopWorker(reason="scale down").to_wire())
     assert (await stores.executions.get(execution.id)).status is ExecutionStatus.COMPLETE
     assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
+
+
+async def test_a_stateful_actor_keeps_its_state_across_executions(
+    redis, stores, mailbox, worker_settings, tmp_path
+):
+    stateful = Actor(
+        id=new_id(), name="counter", owner="alice", image="org.example/echo:1.0.0", stateless=False
+    )
+    await stores.actors.put(stateful)
+    async with trio.open_nursery() as nursery, open_hub(redis) as hub:
+        process = await start_worker(nursery, worker_settings, redis, stateful, _bundle(tmp_path))
+        box = mailbox_of(hub, worker_settings.redis.key_prefix, stores.tenant, stateful.id)
+        for _ in range(3):
+            execution = await submit(stores, box, actor_id=stateful.id, body="count")
+            await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+        process.stopping.set()
+    assert await stores.state.get(stateful.id) == {"count": 3}
+
+
+async def test_a_stateless_actor_cannot_set_state(worker, stores, mailbox, actor):
+    execution = await submit(stores, mailbox, actor_id=actor.id, body="count")
+    await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+    assert await stores.state.get(actor.id) == {}
+    assert "is stateless" in (await stores.logs.read(execution.id)).text
+
+
+async def test_an_actor_sends_a_message_to_another(worker, stores, mailbox, actor, settings, redis):
+    other = Actor(id=new_id(), name="other", owner="alice", image="org.example/echo:1.0.0")
+    await stores.actors.put(other)
+    execution = await submit(stores, mailbox, actor_id=actor.id, body=f"tell:{other.id}:hi there")
+    await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+    sent_as = (await stores.logs.read(execution.id)).text.split("sent as ", 1)[1].split()[0]
+    assert (await stores.executions.get(sent_as)).actor_id == other.id
+    async with open_hub(redis) as hub:
+        box = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, other.id)
+        delivery = await box.get(timeout=5)
+        await delivery.ack()
+    assert delivery.message["body"] == "hi there"
+    assert delivery.message["execution_id"] == sent_as
+
+
+async def test_a_message_to_a_missing_actor_is_reported_in_the_log(worker, stores, mailbox, actor):
+    execution = await submit(stores, mailbox, actor_id=actor.id, body="tell:nobody:hi")
+    await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+    assert "no actor 'nobody'" in (await stores.logs.read(execution.id)).text
