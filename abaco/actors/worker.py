@@ -7,7 +7,8 @@ results, and acknowledging the message only once the record is stored. While it 
 execution it renews its hold on the message; a worker that stops renewing (it died) loses
 the message to another worker, which marks the first execution ERROR and runs the
 message again as a new execution. A worker that lost a message this way does not
-complete it. The worker beats its heart into its record, and stops on a typed
+complete it. Finished executions go to the persist queue (outcome, log and result
+records) for durable storage. The worker beats its heart into its record, and stops on a typed
 :class:`~abaco.actors.mailbox.StopWorker` command on its control channel, or on SIGTERM:
 it lets the current execution finish (up to ``stop_deadline``) and exits.
 
@@ -22,6 +23,7 @@ import json
 import os
 import signal
 import socket
+from base64 import b64encode
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +35,7 @@ from abaco._paths import runtime_dir
 from abaco.actors.context import MESSAGE_TAG, STATE_TAG
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of, submit
-from abaco.actors.models import Actor, Execution, Worker, utcnow
+from abaco.actors.models import Actor, Execution, Worker, to_dict, utcnow
 from abaco.actors.runners import (
     ExecutionSpec,
     Runner,
@@ -54,6 +56,7 @@ from abaco.errors import (
     NotFound,
 )
 from abaco.logconfig import bind_ids, configure_logging
+from abaco.persist_queue import EntityRecord, persist_queue_of, submit_records
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
@@ -285,19 +288,43 @@ class WorkerProcess:
             await stores.results.push(execution.id, result)
         for tag, payload in outcome.requests:
             await self._carry_out(execution, message, tag, payload)
-        await stores.executions.move(
+        finished = await stores.executions.move(
             execution.id,
             ExecutionStatus(outcome.status),
             finish_time=utcnow(),
             runtime=round(outcome.runtime),
-            cpu=round(outcome.cpu * 1e6),
+            cpu=round(outcome.cpu * 1e9),  # nanoseconds, as Abaco reports Docker's CPU use
             io=outcome.io,
             exit_code=outcome.exit_code,
             status_message=outcome.status_message,
             final_state={"max_rss": outcome.max_rss, "killed": outcome.killed},
         )
+        await self._persist(finished, outcome)
         await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
         return False
+
+    async def _persist(self, execution: Execution, outcome: ExecutionOutcome) -> None:
+        """Hand the execution's records to the persist queue, for durable storage."""
+        logs = await self.stores.logs.read(execution.id)
+        records = [
+            EntityRecord.of("outcome", execution.actor_id, execution.id, to_dict(execution)),
+            EntityRecord.of(
+                "log",
+                execution.actor_id,
+                execution.id,
+                {"logs": logs.text, "dropped_bytes": logs.dropped_bytes},
+            ),
+        ]
+        records += [
+            EntityRecord.of(
+                "result",
+                execution.actor_id,
+                f"{execution.id}:{index}",
+                {"execution_id": execution.id, "index": index, "base64": b64encode(r).decode()},
+            )
+            for index, r in enumerate(outcome.results)
+        ]
+        await submit_records(persist_queue_of(self.hub, self.settings.redis.key_prefix), records)
 
     async def _carry_out(
         self, execution: Execution, message: MailboxMessage, tag: bytes, payload: bytes

@@ -298,3 +298,27 @@ async def test_a_message_to_a_missing_actor_is_reported_in_the_log(worker, store
     execution = await submit(stores, mailbox, actor_id=actor.id, body="tell:nobody:hi")
     await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
     assert "no actor 'nobody'" in (await stores.logs.read(execution.id)).text
+
+
+async def test_finished_executions_go_to_the_persist_queue(worker, stores, actor, redis, settings):
+    from abaco.persist_queue import EntityRecord, persist_queue_of
+
+    async with open_hub(redis) as hub:
+        box = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, actor.id)
+        execution = await submit(stores, box, actor_id=actor.id, body="results")
+        await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+        queue = persist_queue_of(hub, settings.redis.key_prefix)
+        records = []
+        for _ in range(5):
+            delivery = await queue.get(timeout=5)
+            records.append(EntityRecord.from_wire(delivery.message))
+            await delivery.ack()
+    assert [(r.kind, r.group) for r in records] == [
+        ("outcome", actor.id),
+        ("log", actor.id),
+        ("result", actor.id),
+        ("result", actor.id),
+        ("result", actor.id),
+    ]
+    assert json.loads(records[0].json)["status"] == "COMPLETE"
+    assert [r.id for r in records[2:]] == [f"{execution.id}:{i}" for i in range(3)]
