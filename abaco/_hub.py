@@ -379,6 +379,17 @@ class Hub:
         channel = delivery.channel
         await self.transport(channel).queue_settle(channel.address, delivery.delivery_id, action)
 
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge deliveries of one queue in one round trip (Redis).
+
+        Raises :class:`~abaco.errors.Aborted` if another consumer reclaimed any of them.
+        """
+        by_channel: dict[QueueChannel, list[bytes]] = {}
+        for delivery in deliveries:
+            by_channel.setdefault(delivery.channel, []).append(delivery.delivery_id)
+        for channel, ids in by_channel.items():
+            await self.transport(channel).queue_ack_many(channel.address, ids)
+
     async def renew_forever(self, delivery: Delivery) -> None:
         """Renew a delivery every third of the visibility timeout until cancelled."""
         while True:

@@ -79,7 +79,6 @@ async def drain(
             _log.warning("persistence.storage_refused", records=len(records), error=str(exc))
             await trio.sleep(retry_delay)  # the batch comes back: it was not acknowledged
             continue
-        for delivery in batch:
-            await delivery.ack()
+        await batch[0].channel.hub.ack_many(batch)
         stats.stored += len(records)
         stats.batches += 1

@@ -471,3 +471,18 @@ async def test_pipelined_puts_all_arrive_in_order(redis):
             received.append(delivery.message)
             await delivery.ack()
     assert received == list(range(3000))
+
+
+async def test_ack_many_acknowledges_a_batch_and_is_fenced(hub, other_hub):
+    queue = hub.open_queue()
+    for i in range(5):
+        await queue.put(i)
+    batch = [await queue.get(timeout=1) for _ in range(4)]
+    await hub.ack_many(batch[:3])
+    assert await queue.length() == 2
+    await trio.sleep(VISIBILITY * 1.5)  # no renewal: the last two are reclaimable
+    taken = [await other_hub.bind(queue).get(timeout=5) for _ in range(2)]
+    with pytest.raises(Aborted):
+        await hub.ack_many(batch[3:])
+    await other_hub.ack_many(taken)
+    assert await queue.length() == 0

@@ -124,6 +124,21 @@ class RedisTransport:
             )
         return bool(outcome)
 
+    async def queue_ack_many(self, address: str, delivery_ids: list[bytes]) -> int:
+        """Acknowledge many deliveries in one round trip; returns how many were acknowledged.
+
+        Raises :class:`Aborted` when another consumer reclaimed any of them (the others
+        are acknowledged all the same).
+        """
+        if not delivery_ids:
+            return 0
+        outcomes = await self.redis.script("queue_ack_many")(
+            [address], [_GROUP, self.consumer, *delivery_ids]
+        )
+        if -1 in outcomes:
+            raise Aborted(f"queue {address}: some deliveries were reclaimed by another consumer")
+        return sum(1 for o in outcomes if o == 1)
+
     async def queue_length(self, address: str) -> int:
         """Messages in the queue, taken or not, not yet acknowledged."""
         return await self.redis.xlen(address)

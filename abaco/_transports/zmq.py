@@ -333,6 +333,13 @@ class ZmqTransport:
             raise Aborted(f"queue {address}: delivery {delivery_id.decode()} was reclaimed")
         return status == b"ok"
 
+    async def queue_ack_many(self, address: str, delivery_ids: list[bytes]) -> int:
+        """Acknowledge many deliveries (one request each: the owner is usually this hub)."""
+        acknowledged = 0
+        for delivery_id in delivery_ids:
+            acknowledged += await self.queue_settle(address, delivery_id, "ack")
+        return acknowledged
+
     async def queue_length(self, address: str) -> int:
         """Messages in the queue, taken or not, not yet acknowledged."""
         return int((await self.call(address, b"len"))[1])
