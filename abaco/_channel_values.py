@@ -121,6 +121,10 @@ class QueueChannel(Channel):
         """Take the next message; it is yours until you ``ack()`` it (or stop renewing it)."""
         return await self.hub.queue_get(self, timeout)
 
+    async def get_many(self, count: int, *, timeout: float | None = None) -> list[Delivery]:
+        """Wait for one message, then take up to ``count`` of those already waiting."""
+        return await self.hub.queue_get_many(self, count, timeout)
+
     @contextlib.asynccontextmanager
     async def receive(self, *, timeout: float | None = None) -> AsyncIterator[Any]:
         """Take the next message, keep it renewed inside the block, ack it on success.

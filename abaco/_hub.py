@@ -374,6 +374,22 @@ class Hub:
             raise
         return Delivery(message, channel, delivery_id)
 
+    async def queue_get_many(
+        self, channel: QueueChannel, count: int, timeout: float | None
+    ) -> list[Delivery]:
+        """Wait for one delivery like :meth:`queue_get`, then take up to ``count`` in all
+        of what is already there, without waiting more (bad frames are dropped)."""
+        first = await self.queue_get(channel, timeout)
+        transport = self.transport(channel)
+        batch = [first]
+        for delivery_id, frame in await transport.queue_take_more(channel.address, count - 1):
+            try:
+                batch.append(Delivery(self.receive_frame(channel, frame), channel, delivery_id))
+            except WireError:
+                _log.warning("channel.dropped_bad_frame", channel=channel.address)
+                await transport.queue_settle(channel.address, delivery_id, "ack")
+        return batch
+
     async def settle(self, delivery: Delivery, action: str) -> None:
         """Acknowledge or renew a delivery."""
         channel = delivery.channel

@@ -38,11 +38,11 @@ class DrainerStatistics:
 
 
 async def _take_batch(queue: QueueChannel, batch_size: int, linger: float) -> list[Delivery]:
-    """Wait for one record, then take what else arrives within ``linger`` seconds."""
-    batch = [await queue.get(timeout=1.0)]
+    """Wait for one record, then take what else is there or arrives within ``linger``."""
+    batch = await queue.get_many(batch_size, timeout=1.0)
     with trio.move_on_after(linger):
         while len(batch) < batch_size:
-            batch.append(await queue.get(timeout=linger))
+            batch += await queue.get_many(batch_size - len(batch), timeout=linger)
     return batch
 
 

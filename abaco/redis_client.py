@@ -239,9 +239,12 @@ class Redis:
                 raise
 
     async def xreadgroup(
-        self, key: str, group: str, consumer: str, *, block_ms: int, count: int = 1
+        self, key: str, group: str, consumer: str, *, block_ms: int | None, count: int = 1
     ) -> list[StreamEntry]:
-        """New entries for ``consumer`` of ``group``, waiting up to ``block_ms`` for one."""
+        """New entries for ``consumer`` of ``group``, waiting up to ``block_ms`` for one.
+
+        ``block_ms=None`` does not wait at all (0 would wait forever).
+        """
         with _mapped_errors(f"XREADGROUP {key}"):
             reply = await self._client.xreadgroup(
                 group, consumer, {key: ">"}, count=count, block=block_ms

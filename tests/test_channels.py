@@ -486,3 +486,19 @@ async def test_ack_many_acknowledges_a_batch_and_is_fenced(hub, other_hub):
         await hub.ack_many(batch[3:])
     await other_hub.ack_many(taken)
     assert await queue.length() == 0
+
+
+async def test_get_many_takes_what_is_waiting_in_one_go(hub, transport):
+    queue = hub.open_queue()
+    for i in range(10):
+        await queue.put(i)
+    first = await queue.get_many(4, timeout=1)
+    rest = []
+    while len(first) + len(rest) < 10:
+        rest += await queue.get_many(10, timeout=1)
+    got = [d.message for d in first + rest]
+    assert got == list(range(10))
+    if transport is Transport.REDIS:
+        assert len(first) == 4  # one round trip for the three after the first
+    await hub.ack_many(first + rest)
+    assert await queue.length() == 0

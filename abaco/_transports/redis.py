@@ -98,6 +98,17 @@ class RedisTransport:
                 entry_id, fields = entries[0]
                 return entry_id, fields[b"m"]
 
+    async def queue_take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``count`` more new deliveries without waiting (after a take, for batches)."""
+        if self._full_take_due(address):
+            return []  # let the next take look at pending and reclaimable entries first
+        self._unclean.add(address)
+        entries = await self.redis.xreadgroup(
+            address, _GROUP, self.consumer, block_ms=None, count=count
+        )
+        self._unclean.discard(address)
+        return [(entry_id, fields[b"m"]) for entry_id, fields in entries]
+
     def _full_take_due(self, address: str) -> bool:
         """Whether a take must look at pending and reclaimable entries, not only new ones.
 

@@ -333,6 +333,10 @@ class ZmqTransport:
             raise Aborted(f"queue {address}: delivery {delivery_id.decode()} was reclaimed")
         return status == b"ok"
 
+    async def queue_take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
+        """More deliveries without waiting: none here (a 0MQ take is one message)."""
+        return []
+
     async def queue_ack_many(self, address: str, delivery_ids: list[bytes]) -> int:
         """Acknowledge many deliveries (one request each: the owner is usually this hub)."""
         acknowledged = 0
