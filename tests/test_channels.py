@@ -498,6 +498,11 @@ async def test_get_many_takes_what_is_waiting_in_one_go(hub, transport):
         rest += await queue.get_many(10, timeout=1)
     got = [d.message for d in first + rest]
     assert got == list(range(10))
+    await queue.put("one more")
+    await queue.put("and another")
+    single = await queue.get_many(1, timeout=1)
+    assert [d.message for d in single] == ["one more"]  # no more than asked for
+    rest += single + await queue.get_many(1, timeout=1)
     if transport is Transport.REDIS:
         assert len(first) == 4  # one round trip for the three after the first
     await hub.ack_many(first + rest)

@@ -100,7 +100,8 @@ class RedisTransport:
 
     async def queue_take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
         """Up to ``count`` more new deliveries without waiting (after a take, for batches)."""
-        if self._full_take_due(address):
+        # COUNT 0 would mean no limit at all to the server.
+        if count < 1 or self._full_take_due(address):
             return []  # let the next take look at pending and reclaimable entries first
         self._unclean.add(address)
         entries = await self.redis.xreadgroup(
