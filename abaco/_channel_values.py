@@ -21,16 +21,16 @@ from abaco.errors import ChannelClosed
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    # Only for annotations: _hub imports this module. attrs never evaluates them here.
-    from abaco._hub import (  # noqa: TC004
+    # Only for annotations: _hub and _handles import this module. attrs never evaluates them.
+    from abaco._handles import (
         ChannelStatistics,
         Delivery,
-        Hub,
         Member,
         MembershipWatch,
         Request,
         Subscription,
     )
+    from abaco._hub import Hub  # noqa: TC004
 
 __all__ = [
     "CHANNEL_CLASSES",
