@@ -213,6 +213,18 @@ class WorkerSettings:
 
 
 @attrs.frozen(kw_only=True)
+class JanitorSettings:
+    """``[janitor]``: how long durable records are kept."""
+
+    finished_longevity: float = attrs.field(default=604800.0, validator=_POSITIVE)
+    """Seconds a COMPLETE execution keeps its log (its record and results stay)."""
+    failed_longevity: float = attrs.field(default=2592000.0, validator=_POSITIVE)
+    """Seconds a failed (ERROR) execution is kept at all."""
+    interval: float = attrs.field(default=3600.0, validator=_POSITIVE)
+    """Seconds between the janitor's sweeps (each waits for the storage to be idle)."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -225,6 +237,7 @@ class Settings:
     repository: RepositorySettings = attrs.Factory(RepositorySettings)
     fetcher: FetcherSettings = attrs.Factory(FetcherSettings)
     worker: WorkerSettings = attrs.Factory(WorkerSettings)
+    janitor: JanitorSettings = attrs.Factory(JanitorSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.
