@@ -9,6 +9,8 @@ Sub-commands so far:
   a request over a Redis channel and a 0MQ channel, and exits, to show a new
   installation working.
 - ``abaco bundle build DIR`` / ``push FILE`` / ``list``: make, upload and list bundles.
+- ``abaco persistence``: drain the persist queue into durable storage, answer queries.
+- ``abaco janitor``: delete old records from durable storage.
 - ``abaco version``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import signal
 import sys
@@ -34,8 +37,14 @@ from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
 from abaco.channels import RequestChannel, Transport, open_hub
 from abaco.config import Settings, load_settings
 from abaco.errors import AbacoError, BadRequest
+from abaco.janitor import JanitorPolicy, run_janitor
 from abaco.logconfig import configure_logging
+from abaco.persist_queue import persist_queue_of
+from abaco.persistence import drain
+from abaco.queries import serve_queries
 from abaco.redis_client import Redis, open_redis
+from abaco.storage import open_storage
+from abaco.storage.postgres import redact
 from abaco.stores import Stores
 from abaco.valkey import open_embedded_valkey
 
@@ -127,6 +136,37 @@ async def _up(settings: Settings, demo: bool) -> None:
                 return
 
 
+def _storage_url(settings: Settings) -> str:
+    return settings.persistence.storage_url or f"sqlite:///{settings.state.path() / 'records.db'}"
+
+
+async def _serve_storage(settings: Settings, role: str) -> None:
+    """Run a persistence actor (drainer and query server) or a janitor until stopped."""
+    if not settings.redis.url and role == "persistence":
+        raise BadRequest("the persistence actor needs the platform's Redis: set [redis] url")
+    async with open_storage(_storage_url(settings)) as storage:
+        if role == "janitor":
+            options = settings.janitor
+            policy = JanitorPolicy(
+                finished_longevity=options.finished_longevity,
+                failed_longevity=options.failed_longevity,
+            )
+            await run_janitor(storage, policy, interval=options.interval)
+            return
+        prefix = settings.redis.key_prefix
+        async with (
+            open_redis(settings.redis.url, password=settings.redis.password) as redis,
+            open_hub(redis, namespace=prefix, visibility=settings.worker.visibility) as hub,
+            trio.open_nursery() as nursery,
+        ):
+            queue = persist_queue_of(hub, prefix)
+            nursery.start_soon(
+                functools.partial(drain, queue, storage, batch_size=settings.persistence.batch_size)
+            )
+            nursery.start_soon(serve_queries, hub, redis, prefix, storage)
+            _log.info("persistence.serving", storage=redact(_storage_url(settings)))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abaco", description="The abaco actor platform.")
     parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
@@ -134,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the platform on this machine")
     up.add_argument("--demo", action="store_true", help="show it working, then stop")
     commands.add_parser("version", help="print the version")
+    commands.add_parser(
+        "persistence", help="drain the persist queue into storage and answer queries"
+    )
+    commands.add_parser("janitor", help="delete old records from durable storage")
     bundle = commands.add_parser("bundle", help="build and push actor bundles")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     build = bundle_commands.add_parser("build", help="make a bundle from a directory")
@@ -199,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings.logging.level, settings.logging.format)
         if args.command == "bundle":
             _bundle(args, settings)
+            return
+        if args.command in ("persistence", "janitor"):
+            trio.run(_serve_storage, settings, args.command)
             return
         trio.run(_up, settings, args.demo)
     except AbacoError as exc:

@@ -213,6 +213,16 @@ class WorkerSettings:
 
 
 @attrs.frozen(kw_only=True)
+class PersistenceSettings:
+    """``[persistence]``: durable storage and the actors that drain into it."""
+
+    storage_url: str = ""
+    """sqlite:///PATH or postgresql://...; "" means ``records.db`` (SQLite) in the state dir."""
+    batch_size: int = attrs.field(default=500, validator=_AT_LEAST_ONE)
+    """Most records a drainer stores in one batch."""
+
+
+@attrs.frozen(kw_only=True)
 class JanitorSettings:
     """``[janitor]``: how long durable records are kept."""
 
@@ -237,6 +247,7 @@ class Settings:
     repository: RepositorySettings = attrs.Factory(RepositorySettings)
     fetcher: FetcherSettings = attrs.Factory(FetcherSettings)
     worker: WorkerSettings = attrs.Factory(WorkerSettings)
+    persistence: PersistenceSettings = attrs.Factory(PersistenceSettings)
     janitor: JanitorSettings = attrs.Factory(JanitorSettings)
 
 

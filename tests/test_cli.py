@@ -98,3 +98,9 @@ def test_building_a_directory_without_a_manifest_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "Manifest.json" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_persistence_actor_needs_the_platforms_redis(tmp_path):
+    result = _abaco(tmp_path, "persistence")
+    assert result.returncode == 1
+    assert "needs the platform's Redis" in result.stderr

@@ -110,3 +110,49 @@ async def test_a_record_that_is_not_one_is_dropped_not_stuck(redis, settings, tm
         await _wait_stored(storage, 1)
         assert stats.dropped == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_drainer_killed_with_sigkill_loses_nothing(redis, settings, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    storage_url = f"sqlite:///{tmp_path}/records.db"
+    env = {
+        **os.environ,
+        "ABACO__REDIS__URL": redis.url,
+        "ABACO__STATE__DIR": str(tmp_path / "state"),
+        "ABACO__WORKER__VISIBILITY": "1.0",
+        "ABACO__PERSISTENCE__STORAGE_URL": storage_url,
+        "ABACO__PERSISTENCE__BATCH_SIZE": "50",
+    }
+    async with (
+        open_hub(redis, visibility=1.0) as hub,
+        open_storage(storage_url) as storage,
+    ):
+        queue = persist_queue_of(hub, settings.redis.key_prefix)
+        await submit_records(queue, _records(3000))
+        doomed = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "abaco", "persistence"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+
+            async def some_stored():
+                return await storage.count(kind="outcome") > 0
+
+            await _eventually(some_stored)  # it is draining: kill it mid-way
+            doomed.send_signal(signal.SIGKILL)
+            await doomed.wait()
+        finally:
+            doomed.kill()
+            await doomed.wait()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(drain, queue, storage)
+            await _wait_stored(storage, 3000)
+            await _wait_drained(queue)
+            nursery.cancel_scope.cancel()
+        assert await storage.count(kind="outcome") == 3000
