@@ -42,7 +42,7 @@ from abaco.logconfig import configure_logging
 from abaco.persist_queue import persist_queue_of
 from abaco.persistence import drain
 from abaco.queries import serve_queries
-from abaco.redis_client import Redis, open_redis
+from abaco.redis_client import Redis, open_configured_redis, open_redis
 from abaco.storage import open_storage
 from abaco.storage.postgres import redact
 from abaco.stores import Stores
@@ -61,13 +61,7 @@ async def _platform_redis(settings: Settings) -> AsyncIterator[Redis]:
     """The configured Redis, or an embedded Valkey under the state dir when none is."""
     redis_settings = settings.redis
     if redis_settings.url:
-        async with open_redis(
-            redis_settings.url,
-            password=redis_settings.password,
-            db=redis_settings.db,
-            connect_timeout=redis_settings.connect_timeout,
-            max_connections=redis_settings.max_connections,
-        ) as redis:
+        async with open_configured_redis(redis_settings) as redis:
             yield redis
         return
     valkey = settings.valkey
@@ -155,7 +149,7 @@ async def _serve_storage(settings: Settings, role: str) -> None:
             return
         prefix = settings.redis.key_prefix
         async with (
-            open_redis(settings.redis.url, password=settings.redis.password) as redis,
+            open_configured_redis(settings.redis) as redis,
             open_hub(redis, namespace=prefix, visibility=settings.worker.visibility) as hub,
             trio.open_nursery() as nursery,
         ):

@@ -308,6 +308,13 @@ def _parse_env_value(text: str, type_: type[Any]) -> object:
         raise _WrongType(type_.__name__, text) from None
 
 
+def config_file(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> pathlib.Path | None:
+    """The configuration file :func:`load_settings` reads for ``path`` (None: defaults only)."""
+    return _resolve_path(path, os.environ if environ is None else environ)[0]
+
+
 def _resolve_path(
     path: str | os.PathLike[str] | None, environ: Mapping[str, str]
 ) -> tuple[pathlib.Path | None, str]:

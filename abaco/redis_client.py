@@ -30,7 +30,16 @@ if TYPE_CHECKING:
 
     from coredis.commands.script import Script as _CoredisScript
 
-__all__ = ["Redis", "Script", "ServerInfo", "StreamEntry", "open_redis"]
+    from abaco.config import RedisSettings
+
+__all__ = [
+    "Redis",
+    "Script",
+    "ServerInfo",
+    "StreamEntry",
+    "open_configured_redis",
+    "open_redis",
+]
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 """One stream entry: its id and its field/value pairs."""
@@ -356,6 +365,17 @@ async def open_redis(
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
+
+
+def open_configured_redis(options: RedisSettings) -> contextlib.AbstractAsyncContextManager[Redis]:
+    """:func:`open_redis` with every option of ``[redis]`` (url, password, db, timeout, pool)."""
+    return open_redis(
+        options.url,
+        password=options.password,
+        db=options.db,
+        connect_timeout=options.connect_timeout,
+        max_connections=options.max_connections,
+    )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

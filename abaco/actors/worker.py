@@ -46,7 +46,7 @@ from abaco.actors.sandbox import Limits
 from abaco.actors.states import ExecutionStatus, WorkerStatus, is_terminal
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
 from abaco.channels import Delivery, Hub, QueueChannel, open_hub
-from abaco.config import Settings
+from abaco.config import Settings, config_file
 from abaco.errors import (
     AbacoError,
     Aborted,
@@ -367,12 +367,6 @@ class WorkerProcess:
             _log.warning("worker.abandon_failed", error=str(exc))
 
 
-def _config_files() -> list[Path]:
-    """The configuration files this process may have read: the sandbox hides them."""
-    candidates = [os.environ.get("ABACO_CONF", ""), "abaco.conf"]
-    return [Path(c).absolute() for c in candidates if c and Path(c).is_file()]
-
-
 def _open_runner(
     bundle_dir: Path, manifest: Manifest, work_root: Path, *, sandbox: bool, hide: list[Path]
 ) -> AbstractAsyncContextManager[Runner]:
@@ -423,7 +417,8 @@ async def run_worker(
     manifest = parse_manifest(await trio.Path(bundle_dir, "Manifest.json").read_bytes())
     options = settings.worker
     work_root = (Path(options.work_dir) if options.work_dir else runtime_dir() / "work") / worker_id
-    hide = [settings.state.path(), *_config_files()]
+    config = config_file()
+    hide = [settings.state.path(), *([config.absolute()] if config else [])]
     with bind_ids(actor_id=actor_id, worker_id=worker_id):
         async with (
             open_hub(
@@ -486,9 +481,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _main(settings: Settings, args: argparse.Namespace) -> None:
-    from abaco.redis_client import open_redis
+    from abaco.redis_client import open_configured_redis
 
-    async with open_redis(settings.redis.url, password=settings.redis.password) as redis:
+    async with open_configured_redis(settings.redis) as redis:
         await run_worker(
             settings,
             redis,
