@@ -235,6 +235,56 @@ class JanitorSettings:
 
 
 @attrs.frozen(kw_only=True)
+class AuthSettings:
+    """``[auth]``: who may call the API."""
+
+    admin_token: str = ""
+    """A static bearer token for the admin user; "" means ``abaco up`` makes one."""
+    admin_user: str = attrs.field(default="admin", validator=_NON_EMPTY)
+    """The user the admin token identifies."""
+
+
+@attrs.frozen(kw_only=True)
+class SchedulerSettings:
+    """``[scheduler]``: placing new workers on hosts."""
+
+    retry_interval: float = attrs.field(default=0.5, validator=_POSITIVE)
+    """Seconds between tries to place a worker that no host fits yet (it WAITs meanwhile)."""
+
+
+@attrs.frozen(kw_only=True)
+class SpawnerSettings:
+    """``[spawner]``: the per-host daemon that starts workers."""
+
+    queue: str = attrs.field(default="default", validator=_NON_EMPTY)
+    """The pool of spawners this one serves: actors whose ``queue`` names it run here."""
+    labels: str = ""
+    """Comma-separated host labels that actor hints ``host:LABEL`` select."""
+    capacity: int = attrs.field(default=0, validator=_check("an int >= 0", lambda v: v >= 0))
+    """Most workers on this host; 0 means four per CPU."""
+    heartbeat: float = attrs.field(default=2.0, validator=_POSITIVE)
+    """Seconds between the host's load samples (which are also its heartbeat)."""
+    drain_deadline: float = attrs.field(default=30.0, validator=_POSITIVE)
+    """Seconds a stopping spawner gives its workers to finish before killing them."""
+
+
+@attrs.frozen(kw_only=True)
+class HealthSettings:
+    """``[health]``: the health supervisor (dead workers and hosts, autoscaling, repairs)."""
+
+    interval: float = attrs.field(default=1.0, validator=_POSITIVE)
+    """Seconds between the supervisor's passes."""
+    missed_heartbeats: int = attrs.field(default=3, validator=_AT_LEAST_ONE)
+    """Heartbeats a worker or host may miss before it is taken for dead."""
+    max_workers: int = attrs.field(default=8, validator=_AT_LEAST_ONE)
+    """Workers per actor when the actor sets no ``max_workers``."""
+    idle_timeout: float = attrs.field(default=300.0, validator=_POSITIVE)
+    """Seconds a worker may stay idle before the autoscaler stops it."""
+    sync_idle_timeout: float = attrs.field(default=3600.0, validator=_POSITIVE)
+    """Seconds the last worker of an actor hinted ``sync`` is kept warm while idle."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -249,6 +299,10 @@ class Settings:
     worker: WorkerSettings = attrs.Factory(WorkerSettings)
     persistence: PersistenceSettings = attrs.Factory(PersistenceSettings)
     janitor: JanitorSettings = attrs.Factory(JanitorSettings)
+    auth: AuthSettings = attrs.Factory(AuthSettings)
+    scheduler: SchedulerSettings = attrs.Factory(SchedulerSettings)
+    spawner: SpawnerSettings = attrs.Factory(SpawnerSettings)
+    health: HealthSettings = attrs.Factory(HealthSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.
