@@ -30,11 +30,14 @@ from abaco.errors import BadRequest, InvalidTransition, NotFound
 if TYPE_CHECKING:
     from abaco.actors.models import Actor
     from abaco.channels import Hub
+    from abaco.redis_client import Redis
     from abaco.stores import Stores
 
 __all__ = [
     "PlaceWorker",
     "StartWorker",
+    "known_tenants",
+    "remember_tenant",
     "request_workers",
     "scheduler_inbox",
     "spawner_inbox",
@@ -131,3 +134,17 @@ async def stop_worker(
     await control_of(hub, key_prefix, stores.tenant, worker_id).put(
         StopWorker(reason=reason).to_wire()
     )
+
+
+def _tenants_key(key_prefix: str) -> str:
+    return f"{key_prefix}:_platform:tenants"
+
+
+async def remember_tenant(redis: Redis, key_prefix: str, tenant: str) -> None:
+    """Note that ``tenant`` has actors, so platform-wide actors (health) visit it."""
+    await redis.sadd(_tenants_key(key_prefix), tenant)
+
+
+async def known_tenants(redis: Redis, key_prefix: str) -> set[str]:
+    """Every tenant that has (or had) actors."""
+    return await redis.smembers(_tenants_key(key_prefix))

@@ -26,6 +26,7 @@ from coredis.tokens import PureToken
 from abaco.errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
     from coredis.commands.script import Script as _CoredisScript
@@ -313,6 +314,16 @@ class Redis:
         """The score of a member of a sorted set, or None."""
         with _mapped_errors(f"ZSCORE {key}"):
             return await self._client.zscore(key, member)
+
+    async def sadd(self, key: str, *members: str) -> int:
+        """Add members to a set; returns how many were new."""
+        with _mapped_errors(f"SADD {key}"):
+            return await self._client.sadd(key, members)
+
+    async def smembers(self, key: str) -> builtins.set[str]:
+        """Every member of a set, as text."""
+        with _mapped_errors(f"SMEMBERS {key}"):
+            return {m.decode() for m in await self._client.smembers(key)}
 
     async def flushdb(self) -> None:
         """Delete every key of this database (tests and benchmarks only)."""
