@@ -22,6 +22,7 @@ never have to catch a third-party exception::
     ├── ValkeyError                 the embedded Valkey server failed to start or stop
     ├── RunnerError                 an execution runner could not start (bad module, bwrap)
     ├── InvalidTransition           a status change that the transition table forbids
+    ├── Unauthenticated             no valid token with the request
     ├── PermissionDenied            the caller may not do this
     ├── BadRequest                  input that does not validate
     │   └── BundleError             a bundle, its manifest or a bundle reference is invalid
@@ -103,6 +104,10 @@ class InvalidTransition(AbacoError):
         self.machine = machine
         self.current = current
         self.target = target
+
+
+class Unauthenticated(AbacoError):
+    """A request without a valid token (401)."""
 
 
 class PermissionDenied(AbacoError):

@@ -29,6 +29,7 @@ _STATUSES: list[tuple[type[BaseException], int]] = [
     (errors.BadRequest, 400),
     (errors.ConfigError, 400),
     (errors.InvalidTransition, 400),
+    (errors.Unauthenticated, 401),
     (errors.PermissionDenied, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
