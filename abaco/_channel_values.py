@@ -140,6 +140,10 @@ class QueueChannel(Channel):
         """Messages put and not yet acknowledged."""
         return await self.hub.queue_length(self)
 
+    async def waiting(self) -> int:
+        """Messages put and not yet taken by any consumer."""
+        return await self.hub.queue_waiting(self)
+
 
 @attrs.frozen
 class TopicChannel(Channel):

@@ -259,6 +259,10 @@ class Hub:
         """Messages on a queue not yet acknowledged."""
         return await self.transport(channel).queue_length(channel.address)
 
+    async def queue_waiting(self, channel: QueueChannel) -> int:
+        """Messages on a queue that no consumer has taken yet."""
+        return await self.transport(channel).queue_waiting(channel.address)
+
     # -- topics ---------------------------------------------------------------------------
 
     async def topic_publish(self, channel: TopicChannel, topic: str, message: Any) -> None:

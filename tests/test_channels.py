@@ -82,6 +82,18 @@ async def test_a_queue_delivers_messages_in_order_and_ack_removes_them(hub):
     assert await queue.length() == 0
 
 
+async def test_waiting_counts_only_messages_nobody_has_taken(hub):
+    queue = hub.open_queue()
+    assert await queue.waiting() == 0
+    for i in range(3):
+        await queue.put({"n": i})
+    assert (await queue.waiting(), await queue.length()) == (3, 3)
+    taken = await queue.get(timeout=1)
+    assert (await queue.waiting(), await queue.length()) == (2, 3)
+    await taken.ack()
+    assert (await queue.waiting(), await queue.length()) == (2, 2)
+
+
 async def test_each_message_goes_to_exactly_one_of_many_consumers(hub, other_hub):
     queue = hub.open_queue()
     seen: dict[str, list[int]] = {"a": [], "b": []}

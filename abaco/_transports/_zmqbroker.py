@@ -220,6 +220,11 @@ class Broker:
         size = 0 if queue is None else len(queue.ready) + len(queue.in_flight)
         await self._answer(identity, b"ok", rid, str(size).encode())
 
+    async def _op_waiting(self, identity: bytes, rid: bytes, channel: bytes) -> None:
+        queue = self._queues.get(channel)
+        size = 0 if queue is None else len(queue.ready)
+        await self._answer(identity, b"ok", rid, str(size).encode())
+
     # -- topics and membership events ---------------------------------------------------------
 
     async def _op_follow(

@@ -155,6 +155,10 @@ class RedisTransport:
         """Messages in the queue, taken or not, not yet acknowledged."""
         return await self.redis.xlen(address)
 
+    async def queue_waiting(self, address: str) -> int:
+        """Messages in the queue that no consumer has taken yet."""
+        return int(await self.redis.script("queue_waiting")([address], [_GROUP]))
+
     # -- topics -------------------------------------------------------------------------
 
     async def topic_publish(self, address: str, topic: str, frame: bytes) -> None:

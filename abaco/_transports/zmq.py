@@ -348,6 +348,10 @@ class ZmqTransport:
         """Messages in the queue, taken or not, not yet acknowledged."""
         return int((await self.call(address, b"len"))[1])
 
+    async def queue_waiting(self, address: str) -> int:
+        """Messages in the queue that no consumer has taken yet."""
+        return int((await self.call(address, b"waiting"))[1])
+
     # -- topics and events --------------------------------------------------------------------
 
     async def topic_publish(self, address: str, topic: str, frame: bytes) -> None:
