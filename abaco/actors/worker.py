@@ -9,8 +9,10 @@ the message to another worker, which marks the first execution ERROR and runs th
 message again as a new execution. A worker that lost a message this way does not
 complete it. Finished executions go to the persist queue (outcome, log and result
 records) for durable storage. The worker beats its heart into its record, and stops on a typed
-:class:`~abaco.actors.mailbox.StopWorker` command on its control channel, or on SIGTERM:
-it lets the current execution finish (up to ``stop_deadline``) and exits.
+:class:`~abaco.actors.mailbox.StopWorker` command on its control channel, on SIGTERM, when
+its record disappears (the health supervisor took it for dead), or when the process that
+started it (its spawner) goes away: it lets the current execution finish (up to
+``stop_deadline``) and exits. The worker that first reaches READY makes its actor READY.
 
 Run one directly: ``python -m abaco.actors.worker --actor ID [--worker ID]``.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import json
 import os
 import signal
@@ -43,7 +46,7 @@ from abaco.actors.runners import (
     open_python_runner,
 )
 from abaco.actors.sandbox import Limits
-from abaco.actors.states import ExecutionStatus, WorkerStatus, is_terminal
+from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus, is_terminal, transition
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
 from abaco.channels import Delivery, Hub, QueueChannel, open_hub
 from abaco.config import Settings, config_file
@@ -68,6 +71,9 @@ if TYPE_CHECKING:
 __all__ = ["WorkerProcess", "environment_for", "main", "run_worker"]
 
 _log = structlog.get_logger(__name__)
+
+# Seconds between looks at whether the process that started the worker is still there.
+_PARENT_POLL = 0.5
 
 # Worker set-up steps, walked by a worker that starts on its own (no spawner before it).
 _SETUP = (
@@ -143,13 +149,43 @@ class WorkerProcess:
     stopping: trio.Event = attrs.field(factory=trio.Event)
 
     async def _set_worker(self, status: WorkerStatus, **fields: Any) -> None:
-        await self.stores.workers.move(self.worker_id, status, **fields)
+        try:
+            await self.stores.workers.move(self.worker_id, status, **fields)
+        except InvalidTransition as exc:
+            # Told to stop (SHUTDOWN_REQUESTED) while running: finish, then stop.
+            _log.info("worker.stop_noticed", error=str(exc))
+            self.stopping.set()
+        except NotFound:
+            self._record_gone()
 
-    async def heartbeat(self) -> None:
-        """Write ``last_health_check_time`` every ``heartbeat`` seconds."""
-        while True:
-            await self.stores.workers.update(self.worker_id, last_health_check_time=utcnow())
+    def _record_gone(self) -> None:
+        if not self.stopping.is_set():
+            _log.warning(
+                "worker.record_gone",
+                reason="the worker's record was deleted (the health supervisor took it for dead)",
+            )
+        self.stopping.set()
+
+    async def heartbeat(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write ``last_health_check_time`` every ``heartbeat`` s; stop once the record is gone.
+
+        Started (``task_status``) once the first beat is written.
+        """
+        alive = await self._beat()
+        task_status.started()
+        while alive:
             await trio.sleep(self.settings.worker.heartbeat)
+            alive = await self._beat()
+
+    async def _beat(self) -> bool:
+        try:
+            await self.stores.workers.update(self.worker_id, last_health_check_time=utcnow())
+        except NotFound:
+            self._record_gone()
+            return False
+        return True
 
     async def serve(self, mailbox: QueueChannel) -> None:
         """Take and run messages until asked to stop (the current one is finished first)."""
@@ -386,7 +422,10 @@ def _open_runner(
 
 
 async def _register(stores: Stores, actor: Actor, worker_id: str) -> None:
-    """Create the worker's record (unless a spawner did) and walk it to READY."""
+    """Create the worker's record (unless a spawner did) and walk it to READY.
+
+    Raises InvalidTransition (or NotFound) when the worker was told to stop meanwhile.
+    """
     try:
         worker = await stores.workers.get(worker_id)
     except NotFound:
@@ -395,6 +434,30 @@ async def _register(stores: Stores, actor: Actor, worker_id: str) -> None:
     position = _SETUP.index(worker.status) + 1 if worker.status in _SETUP else 0
     for status in _SETUP[position:]:
         await stores.workers.move(worker_id, status, pid=os.getpid(), ch_name=worker_id)
+    await _actor_ready(stores, actor.id)
+
+
+async def _actor_ready(stores: Stores, actor_id: str) -> None:
+    """Move the actor SUBMITTED -> READY: it has a worker now (any other status stays)."""
+
+    def ready(actor: Actor) -> Actor:
+        if actor.status is not ActorStatus.SUBMITTED:
+            raise InvalidTransition("actor", actor.status, ActorStatus.READY)
+        return attrs.evolve(actor, status=transition(actor.status, ActorStatus.READY))
+
+    with contextlib.suppress(InvalidTransition, NotFound):
+        await stores.actors.transaction(actor_id, ready)
+
+
+async def _mark_stopped(stores: Stores, worker_id: str) -> None:
+    """Walk the record to SHUTTING_DOWN from wherever it is (stop_worker may have begun)."""
+    for status in (WorkerStatus.SHUTDOWN_REQUESTED, WorkerStatus.SHUTTING_DOWN):
+        try:
+            await stores.workers.move(worker_id, status)
+        except InvalidTransition:
+            continue
+        except NotFound:
+            return  # deleted: nothing left to record
 
 
 async def run_worker(
@@ -405,12 +468,14 @@ async def run_worker(
     worker_id: str,
     bundle_dir: Path,
     tenant: str | None = None,
+    parent_pid: int | None = None,
     task_status: trio.TaskStatus[WorkerProcess] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a worker of ``actor_id`` on the unpacked bundle in ``bundle_dir`` until stopped.
 
     ``task_status.started`` gets the :class:`WorkerProcess`; set its ``stopping`` event
-    to stop it gracefully.
+    to stop it gracefully. With ``parent_pid``, the worker also stops once this process's
+    parent is no longer that process (the spawner died).
     """
     stores = Stores.open(redis, settings, tenant)
     actor = await stores.actors.get(actor_id)
@@ -429,9 +494,18 @@ async def run_worker(
             ) as runner,
             trio.open_nursery() as nursery,
         ):
-            await _register(stores, actor, worker_id)
+            try:
+                await _register(stores, actor, worker_id)
+            except (InvalidTransition, NotFound) as exc:
+                _log.info("worker.stopped_before_ready", error=str(exc))
+                with trio.CancelScope(shield=True):
+                    await _mark_stopped(stores, worker_id)
+                nursery.cancel_scope.cancel()
+                return
             process = WorkerProcess(settings, stores, actor, manifest, worker_id, runner, hub)
-            nursery.start_soon(process.heartbeat)
+            await nursery.start(process.heartbeat)
+            if parent_pid is not None:
+                nursery.start_soon(_stop_when_orphaned, process, parent_pid)
             task_status.started(process)
             _log.info("worker.ready")
             mailbox = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, actor_id)
@@ -440,8 +514,7 @@ async def run_worker(
             nursery.start_soon(_stop_on_command, process, control)
             await process.serve_until_stopped(mailbox)
             with trio.CancelScope(shield=True):
-                await stores.workers.move(worker_id, WorkerStatus.SHUTDOWN_REQUESTED)
-                await stores.workers.move(worker_id, WorkerStatus.SHUTTING_DOWN)
+                await _mark_stopped(stores, worker_id)
             nursery.cancel_scope.cancel()
         _log.info("worker.stopped")
 
@@ -452,6 +525,17 @@ async def _stop_on_signal(process: WorkerProcess) -> None:
             _log.info("worker.stop_requested")
             process.stopping.set()
             return
+
+
+async def _stop_when_orphaned(process: WorkerProcess, parent_pid: int) -> None:
+    # Not PR_SET_PDEATHSIG: trio starts children from a cached thread, and that signal
+    # fires when the creating *thread* ends, which an idle cache thread does.
+    while True:
+        if os.getppid() != parent_pid:
+            _log.warning("worker.parent_gone", parent_pid=parent_pid)
+            process.stopping.set()
+            return
+        await trio.sleep(_PARENT_POLL)
 
 
 async def _stop_on_command(process: WorkerProcess, control: QueueChannel) -> None:
@@ -480,7 +564,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _main(settings: Settings, args: argparse.Namespace) -> None:
+async def _main(settings: Settings, args: argparse.Namespace, parent_pid: int) -> None:
     from abaco.redis_client import open_configured_redis
 
     async with open_configured_redis(settings.redis) as redis:
@@ -491,6 +575,7 @@ async def _main(settings: Settings, args: argparse.Namespace) -> None:
             worker_id=args.worker or new_id(),
             bundle_dir=Path(args.bundle_dir),
             tenant=args.tenant,
+            parent_pid=parent_pid,
         )
 
 
@@ -498,13 +583,14 @@ def main(argv: list[str] | None = None) -> None:
     """Run one worker (``python -m abaco.actors.worker``); needs ``[redis] url``."""
     from abaco.config import load_settings
 
+    parent_pid = os.getppid()  # first thing: the parent must not die unnoticed in between
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
         configure_logging(settings.logging.level, settings.logging.format)
         if not settings.redis.url:
             raise BadRequest("a worker needs the platform's Redis: set [redis] url")
-        trio.run(_main, settings, args)
+        trio.run(_main, settings, args, parent_pid)
     except AbacoError as exc:
         raise SystemExit(f"worker: {exc}") from None
 

@@ -17,9 +17,11 @@ import trio
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import StopWorker, control_of, mailbox_of, submit
 from abaco.actors.models import Actor
-from abaco.actors.states import ExecutionStatus, WorkerStatus
+from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus
 from abaco.actors.worker import run_worker
 from abaco.channels import open_hub
+from abaco.control import stop_worker
+from abaco.errors import NotFound
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -322,3 +324,112 @@ async def test_finished_executions_go_to_the_persist_queue(worker, stores, actor
     ]
     assert json.loads(records[0].json)["status"] == "COMPLETE"
     assert [r.id for r in records[2:]] == [f"{execution.id}:{i}" for i in range(3)]
+
+
+async def test_the_first_ready_worker_makes_its_actor_ready(worker, stores, actor):
+    assert (await stores.actors.get(actor.id)).status is ActorStatus.READY
+
+
+async def test_a_ready_worker_leaves_an_actor_in_error_alone(
+    redis, stores, worker_settings, tmp_path
+):
+    broken = Actor(
+        id=new_id(),
+        name="broken",
+        owner="alice",
+        image="org.example/echo:1.0.0",
+        status=ActorStatus.ERROR,
+        status_message="its workers keep dying",
+    )
+    await stores.actors.put(broken)
+    async with trio.open_nursery() as nursery:
+        process = await start_worker(nursery, worker_settings, redis, broken, _bundle(tmp_path))
+        process.stopping.set()
+    assert (await stores.actors.get(broken.id)).status is ActorStatus.ERROR
+
+
+async def test_a_worker_whose_record_is_deleted_stops(
+    redis, stores, actor, worker_settings, tmp_path
+):
+    worker_id = new_id()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await start_worker(
+                nursery, worker_settings, redis, actor, _bundle(tmp_path), worker_id=worker_id
+            )
+            await stores.workers.delete(worker_id)
+        # The nursery ends only once the worker stopped by itself.
+    assert not await stores.workers.exists(worker_id)  # and it did not write it back
+
+
+async def test_stop_worker_stops_a_running_worker(
+    redis, stores, mailbox, actor, worker_settings, tmp_path, settings
+):
+    worker_id = new_id()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, open_hub(redis) as hub:
+            await start_worker(
+                nursery, worker_settings, redis, actor, _bundle(tmp_path), worker_id=worker_id
+            )
+            await stop_worker(stores, hub, settings.redis.key_prefix, worker_id, reason="enough")
+            # A message that comes in now runs before the worker stops; nothing breaks.
+            execution = await submit(stores, mailbox, actor_id=actor.id, body="late")
+    assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
+    late = await stores.executions.get(execution.id)
+    assert late.status in (ExecutionStatus.SUBMITTED, ExecutionStatus.COMPLETE)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def _wait_worker(stores, worker_id, *statuses, timeout=30):
+    with trio.fail_after(timeout):
+        while True:
+            with contextlib.suppress(NotFound):
+                worker = await stores.workers.get(worker_id)
+                if worker.status in statuses:
+                    return worker
+            await trio.sleep(0.05)
+
+
+# Starts its arguments as a process of its own, then waits to be killed.
+_LAUNCHER = "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(600)"
+
+
+async def test_a_worker_whose_parent_dies_stops(redis, stores, actor, tmp_path):
+    env = {
+        **os.environ,
+        "ABACO__REDIS__URL": redis.url,
+        "ABACO__STATE__DIR": str(tmp_path / "state"),
+        "ABACO__WORKER__HEARTBEAT": "0.2",
+    }
+    worker_id = new_id()
+    argv = [sys.executable, "-m", "abaco.actors.worker", "--actor", actor.id]
+    argv += ["--worker", worker_id, "--bundle-dir", str(_bundle(tmp_path))]
+    launcher = await trio.lowlevel.open_process(
+        [sys.executable, "-c", _LAUNCHER, *argv], cwd=ROOT, env=env
+    )
+    pid = None
+    try:
+        ready = await _wait_worker(stores, worker_id, WorkerStatus.READY)
+        pid = ready.pid
+        assert pid
+        assert _alive(pid)
+        launcher.kill()  # SIGKILL: the parent cannot tell its child anything
+        await launcher.wait()
+        await _wait_worker(stores, worker_id, WorkerStatus.SHUTTING_DOWN)
+        with trio.fail_after(30):
+            while True:
+                if not _alive(pid):
+                    break
+                await trio.sleep(0.05)
+    finally:
+        launcher.kill()
+        await launcher.wait()
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
