@@ -162,6 +162,14 @@ class ApiSettings:
     """Port the API listens on; 0 picks a free one."""
     max_body_bytes: int = attrs.field(default=1048576, validator=_AT_LEAST_ONE)
     """Largest request body accepted, except bundle uploads (413 above it)."""
+    max_message_bytes: int = attrs.field(default=524288, validator=_AT_LEAST_ONE)
+    """Largest message accepted (413 above it)."""
+    max_actors_per_user: int = attrs.field(default=1000, validator=_AT_LEAST_ONE)
+    """Most actors one user may own (429 above it)."""
+    max_queued_messages: int = attrs.field(default=100000, validator=_AT_LEAST_ONE)
+    """Most messages waiting in one actor's mailbox (429 above it)."""
+    requests_per_second: float = attrs.field(default=1000.0, validator=_POSITIVE)
+    """Requests per second one user may make to one API process, in bursts of as many (429)."""
 
 
 @attrs.frozen(kw_only=True)

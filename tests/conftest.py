@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from abaco import auth
 from abaco.api import create_app, serve_api
 from abaco.config import Settings, load_settings
 from abaco.redis_client import Redis, open_redis
@@ -67,14 +68,29 @@ def stores(redis: Redis, settings: Settings) -> Stores:
 
 
 @pytest.fixture
-async def api_url(settings: Settings) -> AsyncIterator[str]:
-    """The API served by a real hypercorn on 127.0.0.1 and a free port."""
+async def platform_redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A client on the session Valkey's database, flushed: what the platform under test uses."""
+    async with open_redis(settings.redis.url) as client:
+        await client.flushdb()
+        yield client
+
+
+@pytest.fixture
+async def api_url(settings: Settings, platform_redis: Redis) -> AsyncIterator[str]:
+    """The API served by a real hypercorn on 127.0.0.1 and a free port, on a fresh database."""
     async with serve_api(create_app(settings), "127.0.0.1", 0) as url:
         yield url
 
 
 @pytest.fixture
-async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the API."""
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+def admin_token(settings: Settings) -> str:
+    """The admin's bearer token."""
+    return auth.admin_token(settings)
+
+
+@pytest.fixture
+async def client(api_url: str, admin_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API, authenticated as the admin."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=headers) as http:
         yield http

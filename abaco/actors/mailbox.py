@@ -112,7 +112,9 @@ async def submit(
 
     The record comes first: a worker that takes the message always finds it.
     """
-    execution = Execution(id=execution_id or new_id(), actor_id=actor_id, tenant=stores.tenant)
+    execution = Execution(
+        id=execution_id or new_id(), actor_id=actor_id, tenant=stores.tenant, executor=username
+    )
     message = MailboxMessage(
         execution_id=execution.id,
         actor_id=actor_id,

@@ -1,8 +1,10 @@
 """The REST API application: ``create_app(settings)`` and ``serve_api``.
 
-Routes live in one module per resource; this module wires them, opens the shared
-resources once in ``while_serving`` (Redis, stores, the channel hub), and turns every
-error into Abaco's JSON envelope with the status from :mod:`abaco.api.envelope`.
+Routes live in one module per resource; this module wires them, authenticates every
+request but the public ones (health, metrics, the OpenAPI document, reading bundles),
+holds each user to the published request rate, and turns every error into Abaco's JSON
+envelope with the status from :mod:`abaco.api.envelope`. :func:`serve_api` opens the
+shared resources (Redis, the channel hub) once for the server's lifetime.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from abaco.api import repository
-from abaco.api.envelope import PayloadTooLarge, error, ok, status_of
+from abaco.api import actors, executions, messages, ops, repository, workers
+from abaco.api.context import Resources, authenticate, identity
+from abaco.api.envelope import PayloadTooLarge, TooManyRequests, error, ok, status_of
+from abaco.api.ratelimit import RateLimiter
 from abaco.bundles.archive import ArchiveLimits
 from abaco.bundles.repository import Repository
+from abaco.channels import open_hub
 from abaco.errors import AbacoError
+from abaco.redis_client import open_configured_redis
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,8 +41,12 @@ __all__ = ["create_app", "serve_api"]
 _log = structlog.get_logger(__name__)
 
 
-def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio:
-    """The API application for ``settings``; ``redis_url`` overrides ``[redis] url``."""
+#: Endpoints anyone may call without a token.
+_PUBLIC = frozenset({"healthz", "ops.metrics", "ops.openapi"})
+
+
+def create_app(settings: Settings) -> QuartTrio:
+    """The API application for ``settings`` (serve it with :func:`serve_api`)."""
     app = QuartTrio("abaco")
     # Quart's own limit must let bundles through; other bodies are held to the smaller
     # published limit in _limit_body below.
@@ -44,9 +54,10 @@ def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio
         settings.api.max_body_bytes, settings.repository.max_bundle_bytes
     )
     app.config["abaco.settings"] = settings
-    app.config["abaco.redis_url"] = redis_url or settings.redis.url
     app.config["abaco.repository"] = _open_repository(settings)
-    app.register_blueprint(repository.blueprint)
+    for module in (repository, actors, messages, executions, workers, ops):
+        app.register_blueprint(module.blueprint)
+    limiter = RateLimiter(settings.api.requests_per_second)
 
     @app.before_request
     async def _limit_body() -> None:
@@ -54,6 +65,20 @@ def create_app(settings: Settings, *, redis_url: str | None = None) -> QuartTrio
         if request.blueprint != "repository" and size and size > settings.api.max_body_bytes:
             raise PayloadTooLarge(
                 f"Request body too large: the limit is {settings.api.max_body_bytes} bytes."
+            )
+
+    @app.before_request
+    async def _authenticate() -> None:
+        if request.endpoint in _PUBLIC or request.endpoint is None:
+            return
+        if request.blueprint == "repository" and request.method in ("GET", "HEAD"):
+            return  # fetchers read bundles without a token
+        await authenticate()
+        user = identity()
+        if not limiter.allow(f"{user.tenant}/{user.user}"):
+            raise TooManyRequests(
+                f"Too many requests: the limit is {settings.api.requests_per_second:g} "
+                "per second per user."
             )
 
     @app.get("/healthz")
@@ -105,8 +130,29 @@ def _open_repository(settings: Settings) -> Repository:
 async def serve_api(app: QuartTrio, host: str, port: int) -> AsyncIterator[str]:
     """Serve ``app`` with hypercorn for the duration of the block; yields its base URL.
 
+    Opens the platform's Redis and a channel hub for the server's requests first.
     Leaving the block shuts the server down gracefully (in-flight requests finish).
     """
+    settings: Settings = app.config["abaco.settings"]
+    async with (
+        open_configured_redis(settings.redis) as redis,
+        open_hub(redis, namespace=settings.redis.key_prefix) as hub,
+    ):
+        server = await redis.server_info()
+        if not server.acknowledged_writes_durable:
+            _log.warning(
+                "api.accepts_not_durable",
+                reason="the server does not fsync its append-only file on every write",
+                appendonly=server.appendonly,
+                appendfsync=server.appendfsync,
+            )
+        app.config["abaco.resources"] = Resources(settings, redis, hub, server)
+        async with _serve(app, host, port) as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: QuartTrio, host: str, port: int) -> AsyncIterator[str]:
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None

@@ -153,7 +153,9 @@ async def test_an_empty_upload_is_a_400(client):
     assert response.status_code == 400
 
 
-async def test_an_upload_over_the_limit_is_a_413_and_nothing_is_kept(settings, tmp_path):
+async def test_an_upload_over_the_limit_is_a_413_and_nothing_is_kept(
+    settings, tmp_path, admin_token
+):
     import attrs
     import httpx
 
@@ -171,7 +173,7 @@ async def test_an_upload_over_the_limit_is_a_413_and_nothing_is_kept(settings, t
 
     async with (
         serve_api(create_app(small), "127.0.0.1", 0) as url,
-        httpx.AsyncClient(base_url=url) as http,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}) as http,
     ):
         declared = await http.put("/bpk", content=archive, headers=_header())
         streamed = await http.put("/bpk", content=chunked(), headers=_header())
