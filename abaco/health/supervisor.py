@@ -139,9 +139,10 @@ async def run_health(
 async def _serve(settings: Settings) -> None:
     from abaco.redis_client import open_configured_redis
 
-    async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
-        await nursery.start(run_health, settings, redis)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # The handler goes in first: "health.started" promises that a SIGTERM stops it cleanly.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
+            await nursery.start(run_health, settings, redis)
             async for signum in signals:
                 _log.info("health.stopping", signal=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
