@@ -92,6 +92,13 @@ async def _message() -> tuple[str | bytes, str]:
     return data.decode(), "application/json"
 
 
+def _shown(body: str | bytes, content_type: str) -> Any:
+    """The ``msg`` of the answer: the message as Abaco echoes it."""
+    if isinstance(body, bytes):
+        return "binary - omitted"
+    return json.loads(body) if content_type == "application/json" else body
+
+
 async def _ensure_one_worker(actor: Actor) -> None:
     st = stores()
     if await st.workers.count(parent=actor.id) == 0:
@@ -139,7 +146,7 @@ async def send_message(actor_id: str) -> Any:
     base = api_server()
     result = {
         "execution_id": execution.id,
-        "msg": body if isinstance(body, str) else "binary - omitted",
+        "msg": _shown(body, content_type),
         "_links": {
             "self": f"{base}/actors/{actor.id}/executions/{execution.id}",
             "owner": f"{base}/profiles/v2/{actor.owner}",
