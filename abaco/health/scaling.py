@@ -7,6 +7,7 @@ workers the first requested, and no actor goes beyond its bound.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import structlog
@@ -14,18 +15,20 @@ import structlog
 from abaco.actors.mailbox import mailbox_of
 from abaco.control import request_workers, stop_worker
 from abaco.errors import NotFound
-from abaco.health.autoscale import Census, plan_scaling, worker_bound
+from abaco.health.autoscale import Census, ScalePlan, plan_scaling, worker_bound
 from abaco.health.context import all_records
 from abaco.health.locks import LOCK_TTL, actor_lock, lock_key
 from abaco.logconfig import bind_ids
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import datetime
 
+    from abaco.actors.models import Actor, Worker
     from abaco.health.context import Health, PassReport
     from abaco.stores import Stores
 
-__all__ = ["replace_workers", "scale_actor"]
+__all__ = ["replace_workers", "scale_actor", "scale_actors"]
 
 _log = structlog.get_logger(__name__)
 
@@ -58,6 +61,25 @@ async def replace_workers(
         _log.info("health.replaced", worker_ids=[w.id for w in workers])
         report.add(replaced=len(workers))
         return len(workers)
+
+
+async def scale_actors(
+    health: Health, stores: Stores, actors: Iterable[Actor], now: datetime, report: PassReport
+) -> None:
+    """Autoscale every actor of ``actors`` that needs it.
+
+    A first look from one listing of the tenant's workers, without locks, picks the
+    actors whose plan is not empty; only those are locked and decided again, fresh, by
+    :func:`scale_actor`. A quiet actor costs one XLEN per pass.
+    """
+    by_actor: dict[str, list[Worker]] = defaultdict(list)
+    for worker in await all_records(stores.workers):
+        by_actor[worker.actor_id].append(worker)
+    for actor in actors:
+        mailbox = mailbox_of(health.hub, health.key_prefix, stores.tenant, actor.id)
+        length = await mailbox.length()
+        if plan_scaling(actor, by_actor[actor.id], length, now, health.policy) != ScalePlan():
+            await scale_actor(health, stores, actor.id, now, report)
 
 
 async def scale_actor(

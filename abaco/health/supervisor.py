@@ -37,7 +37,7 @@ from abaco.errors import AbacoError, BadRequest, StoreUnavailable
 from abaco.health.context import PassReport, all_records, open_health
 from abaco.health.reconcile import reconcile_executions
 from abaco.health.recovery import reap_dead_hosts, repair_workers
-from abaco.health.scaling import replace_workers, scale_actor
+from abaco.health.scaling import replace_workers, scale_actors
 from abaco.logconfig import configure_logging
 from abaco.stores import Stores
 
@@ -97,16 +97,16 @@ async def check_tenant(
     report: PassReport,
 ) -> None:
     """Run one pass over one tenant (steps 2 to 5 of the module's list)."""
-    actors = {actor.id for actor in await all_records(stores.actors)}
+    actors = await all_records(stores.actors)
+    actor_ids = {actor.id for actor in actors}
     owed = await repair_workers(
-        health, stores, now, died=died, alive=alive, actors=actors, report=report
+        health, stores, now, died=died, alive=alive, actors=actor_ids, report=report
     )
     for actor_id, count in sorted(owed.items()):
         await replace_workers(health, stores, actor_id, count, report)
-    for actor_id in sorted(actors):
-        await scale_actor(health, stores, actor_id, now, report)
+    await scale_actors(health, stores, actors, now, report)
     if reconcile:
-        await reconcile_executions(health, stores, now, actors=actors, report=report)
+        await reconcile_executions(health, stores, now, actors=actor_ids, report=report)
 
 
 async def run_health(
