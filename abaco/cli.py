@@ -1,16 +1,20 @@
 """The ``abaco`` command: parses arguments and runs trio, nothing else.
 
-Sub-commands so far:
+Sub-commands:
 
-- ``abaco up``: runs the platform on this machine on its embedded defaults. Today that
-  is the data layer (the embedded Valkey under the state dir, or the configured Redis);
-  the API, scheduler, spawner and health actors join it as their issues land.
-  ``--demo`` writes an actor and an execution through the stores, reads them back, sends
-  a request over a Redis channel and a 0MQ channel, and exits, to show a new
-  installation working.
-- ``abaco bundle build DIR`` / ``push FILE`` / ``list``: make, upload and list bundles.
+- ``abaco up``: runs the whole platform on this machine: the embedded Valkey under the
+  state dir (or the configured Redis), then every component in a process of its own under
+  :mod:`abaco.supervisor` (api, scheduler, health, one spawner, a persistence drainer and
+  the janitor), restarted if it dies, all stopped on Ctrl-C/SIGTERM, children first and
+  the data layer last. ``--demo`` then runs the sample actor through the REST API
+  (:mod:`abaco.examples.demo`) and stops.
+- ``abaco api`` / ``scheduler`` / ``health`` / ``spawner``: run one component in this
+  process until SIGTERM/SIGINT; the arguments after the name are the component's own.
 - ``abaco persistence``: drain the persist queue into durable storage, answer queries.
 - ``abaco janitor``: delete old records from durable storage.
+- ``abaco check``: write and read records and send a request over each channel transport,
+  to show the data layer of a new installation working.
+- ``abaco bundle build DIR`` / ``push FILE`` / ``list``: make, upload and list bundles.
 - ``abaco version``.
 """
 
@@ -20,10 +24,14 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import importlib
+import ipaddress
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import structlog
@@ -33,6 +41,7 @@ from abaco import __version__
 from abaco.actors.ids import new_id
 from abaco.actors.models import Actor, Execution
 from abaco.actors.states import ExecutionStatus
+from abaco.auth import admin_token
 from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
 from abaco.channels import RequestChannel, Transport, open_hub
 from abaco.config import Settings, load_settings
@@ -46,14 +55,38 @@ from abaco.redis_client import Redis, open_configured_redis, open_redis
 from abaco.storage import open_storage
 from abaco.storage.postgres import redact
 from abaco.stores import Stores
+from abaco.supervisor import (
+    EXIT_UNAVAILABLE,
+    Component,
+    ComponentStatistics,
+    stop_with_supervisor,
+    supervise,
+)
 from abaco.valkey import open_embedded_valkey
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from abaco.redis_client import ServerInfo
 
 __all__ = ["main"]
 
 _log = structlog.get_logger("abaco.cli")
+
+# The components that run as ``abaco NAME``: the module whose main(argv) runs it, and help.
+_COMPONENTS = {
+    "api": ("abaco.api.server", "serve the REST API"),
+    "scheduler": ("abaco.scheduler", "place new workers on hosts"),
+    "health": ("abaco.health", "find dead workers and hosts, replace and scale workers"),
+    "spawner": ("abaco.spawner", "start and stop workers on this host (as abaco-spawner)"),
+}
+# What ``abaco up`` runs, in this order: the API first, as spawners fetch bundles from it.
+_PLATFORM = ("api", "scheduler", "health", "spawner", "persistence", "janitor")
+# What stops a long-running command; `abaco up` also stops when its terminal goes away.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_UP_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
+# Seconds a component gets to drain on top of the longest drain it may do itself.
+_STOP_MARGIN = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +111,20 @@ async def _platform_redis(settings: Settings) -> AsyncIterator[Redis]:
         yield redis
 
 
-async def _demo(stores: Stores) -> None:
+def _say(text: str) -> None:
+    # Flushed at once: stdout is often a pipe, and the banner is what a reader waits for.
+    print(text, flush=True)
+
+
+def _print_data_layer(redis: Redis, info: ServerInfo, settings: Settings) -> None:
+    _say(f"abaco {__version__}: data on {info.product} {'.'.join(map(str, info.version))}")
+    _say(f"  url          {redis.url}")
+    _say(f"  state dir    {settings.state.path()}")
+    durable = "yes (AOF, fsync always)" if info.acknowledged_writes_durable else "no"
+    _say(f"  durable acks {durable}; WAITAOF {'available' if info.has_waitaof else 'missing'}")
+
+
+async def _check_stores(stores: Stores) -> None:
     actor = Actor(id=new_id(), name="demo", owner="abaco", image="demo/echo:1.0")
     execution = Execution(id=new_id(), actor_id=actor.id)
     await stores.actors.put(actor)
@@ -86,15 +132,15 @@ async def _demo(stores: Stores) -> None:
     await stores.executions.update(execution.id, status=ExecutionStatus.RUNNING)
     await stores.logs.append(execution.id, "hello from the demo\n")
     done = await stores.executions.update(execution.id, status=ExecutionStatus.COMPLETE)
-    print(f"actor      {actor.id}  {actor.name}  image={actor.image}")
-    print(f"execution  {done.id}  status={done.status}")
-    print(f"logs       {(await stores.logs.read(execution.id)).text.strip()!r}")
+    _say(f"actor      {actor.id}  {actor.name}  image={actor.image}")
+    _say(f"execution  {done.id}  status={done.status}")
+    _say(f"logs       {(await stores.logs.read(execution.id)).text.strip()!r}")
     await stores.actors.delete(actor.id)
     await stores.executions.delete(execution.id)
     await stores.logs.delete(execution.id)
 
 
-async def _demo_channels(redis: Redis, settings: Settings) -> None:
+async def _check_channels(redis: Redis, settings: Settings) -> None:
     async with open_hub(redis, namespace=settings.redis.key_prefix) as hub:
         for transport in Transport:
             service = hub.open_request(transport=transport)
@@ -108,26 +154,120 @@ async def _demo_channels(redis: Redis, settings: Settings) -> None:
                 start = trio.current_time()
                 answer = await service.request("ping", timeout=5)
                 took_ms = (trio.current_time() - start) * 1000
-            print(f"channel    {transport.value:5} request/reply {answer}  {took_ms:.2f} ms")
+            _say(f"channel    {transport.value:5} request/reply {answer}  {took_ms:.2f} ms")
 
 
-async def _up(settings: Settings, demo: bool) -> None:
+async def _check(settings: Settings) -> None:
+    """``abaco check``: the data layer of this installation, shown working."""
     async with _platform_redis(settings) as redis:
-        info = await redis.server_info()
-        print(f"abaco {__version__}: data on {info.product} {'.'.join(map(str, info.version))}")
-        print(f"  url          {redis.url}")
-        print(f"  state dir    {settings.state.path()}")
-        durable = "yes (AOF, fsync always)" if info.acknowledged_writes_durable else "no"
-        print(f"  durable acks {durable}; WAITAOF {'available' if info.has_waitaof else 'missing'}")
-        if demo:
-            await _demo(Stores.open(redis, settings))
-            await _demo_channels(redis, settings)
-            return
-        print("running; press Ctrl-C to stop")
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                _log.info("abaco.stopping", signal=signal.Signals(signum).name)
+        _print_data_layer(redis, await redis.server_info(), settings)
+        await _check_stores(Stores.open(redis, settings))
+        await _check_channels(redis, settings)
+
+
+def _free_port(host: str) -> int:
+    family, kind, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as sock:
+        sock.bind(address)
+        return int(sock.getsockname()[1])
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a name
+    if address.is_unspecified:
+        return "127.0.0.1" if address.version == 4 else "[::1]"
+    return f"[{host}]" if address.version == 6 else host
+
+
+def _platform_components(config: str | None) -> list[Component]:
+    """Every component of the platform as ``python -m abaco [--config PATH] NAME``."""
+    options = ["--config", config] if config else []
+    return [Component(name, [sys.executable, "-m", "abaco", *options, name]) for name in _PLATFORM]
+
+
+def _platform_env(settings: Settings, redis_url: str, token: str, api_port: int) -> dict[str, str]:
+    """What every component is told, on top of this process's environment."""
+    env = {
+        "ABACO__REDIS__URL": redis_url,
+        "ABACO__AUTH__ADMIN_TOKEN": token,
+        # Resolved here once, so that no component can disagree about them.
+        "ABACO__STATE__DIR": str(settings.state.path()),
+        "ABACO__API__PORT": str(api_port),
+    }
+    # The components write to our pipes, not the terminal, so "auto" would make them JSON.
+    if settings.logging.format == "auto" and sys.stderr.isatty():
+        env["ABACO__LOGGING__FORMAT"] = "console"
+    return env
+
+
+def _token_note(settings: Settings, token: str, show_token: bool) -> str:
+    if show_token:
+        return token
+    if settings.auth.admin_token:
+        return "set by [auth] admin_token (abaco up --show-token prints it)"
+    return f"in {settings.state.path() / 'admin-token'} (abaco up --show-token prints it)"
+
+
+def _components_line(statistics: dict[str, ComponentStatistics]) -> str:
+    return "  ".join(f"{name}[{stats.pid}]" for name, stats in statistics.items())
+
+
+async def _until_signalled(
+    function: Callable[..., Awaitable[object]], *args: Any, signals: tuple[int, ...] = _STOP_SIGNALS
+) -> None:
+    """Run ``function(*args)`` until it returns or one of ``signals`` arrives."""
+    # Opened first, so that a signal at any point means an orderly stop.
+    with trio.open_signal_receiver(*signals) as received:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in received:
+                    _log.info("abaco.stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            await function(*args)
+            nursery.cancel_scope.cancel()
+
+
+async def _up(settings: Settings, config: str | None, demo: bool, show_token: bool) -> None:
+    """Run the platform until stopped, or with ``demo`` until the demo ends."""
+    # Port 0 is resolved here: the banner, the demo and the spawners' fetchers need it.
+    api_port = settings.api.port or _free_port(settings.api.host)
+    api_url = f"http://{_client_host(settings.api.host)}:{api_port}"
+    async with _platform_redis(settings) as redis:
+        _print_data_layer(redis, await redis.server_info(), settings)
+        token = await trio.to_thread.run_sync(admin_token, settings)
+        env = _platform_env(settings, settings.redis.url or redis.url, token, api_port)
+        stop_deadline = (
+            max(settings.spawner.drain_deadline, settings.worker.stop_deadline) + _STOP_MARGIN
+        )
+        # Inside the data layer's block: on the way out, components stop before Valkey.
+        async with trio.open_nursery() as nursery:
+            supervision = await nursery.start(
+                functools.partial(
+                    supervise,
+                    _platform_components(config),
+                    env=env,
+                    stop_deadline=stop_deadline,
+                )
+            )
+            _say(f"  api          {api_url}")
+            _say(f"  admin token  {_token_note(settings, token, show_token)}")
+            _say(f"  components   {_components_line(supervision.statistics())}")
+            if demo:
+                from abaco.examples.demo import run_demo
+
+                _say("running the demo")
+                await run_demo(api_url, token)
+                nursery.cancel_scope.cancel()
                 return
+            _say("running; press Ctrl-C to stop")
+            await trio.sleep_forever()
 
 
 def _storage_url(settings: Settings) -> str:
@@ -165,13 +305,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abaco", description="The abaco actor platform.")
     parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="run the platform on this machine")
-    up.add_argument("--demo", action="store_true", help="show it working, then stop")
-    commands.add_parser("version", help="print the version")
+    up = commands.add_parser("up", help="run the whole platform on this machine")
+    up.add_argument("--demo", action="store_true", help="run the sample actor, then stop")
+    up.add_argument("--show-token", action="store_true", help="print the admin token")
+    for name, (module, description) in _COMPONENTS.items():
+        # Their arguments are their own: main() passes whatever follows NAME to them.
+        commands.add_parser(
+            name,
+            help=f"{description} ({module}; abaco {name} --help)",
+            add_help=False,
+        )
     commands.add_parser(
         "persistence", help="drain the persist queue into storage and answer queries"
     )
     commands.add_parser("janitor", help="delete old records from durable storage")
+    commands.add_parser("check", help="show the data layer working: records and channels")
+    commands.add_parser("version", help="print the version")
     bundle = commands.add_parser("bundle", help="build and push actor bundles")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     build = bundle_commands.add_parser("build", help="make a bundle from a directory")
@@ -179,14 +328,43 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--output", "-o", default=".", help="directory to write the .bpk into")
     push = bundle_commands.add_parser("push", help="upload a bundle to the repository")
     push.add_argument("file", help="the .bpk file")
-    push.add_argument("--api", help="the API's base URL (default: [api] host and port)")
     listing = bundle_commands.add_parser("list", help="list the repository's bundles")
-    listing.add_argument("--api", help="the API's base URL (default: [api] host and port)")
+    for command in (push, listing):
+        command.add_argument("--api", help="the API's base URL (default: [api] host and port)")
+        command.add_argument(
+            "--token", help="bearer token (default: $ABACO_TOKEN, else the admin token)"
+        )
     return parser
 
 
+def _run_component(name: str, argv: list[str]) -> None:
+    """Run component ``name``'s ``main(argv)``; exit EX_UNAVAILABLE if it is not installed."""
+    module_name = _COMPONENTS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        _unavailable(name, str(exc))
+    component_main = getattr(module, "main", None)
+    if not callable(component_main):
+        _unavailable(name, f"{module_name} has no main()")
+    component_main(argv)
+
+
+def _unavailable(name: str, why: str) -> NoReturn:
+    print(f"abaco: the {name} component is not available here: {why}", file=sys.stderr)
+    # Not 1: the supervisor of `abaco up` does not restart a component that exits so.
+    raise SystemExit(EXIT_UNAVAILABLE)
+
+
 def _api_url(args: argparse.Namespace, settings: Settings) -> str:
-    return str(args.api or f"http://{settings.api.host}:{settings.api.port}").rstrip("/")
+    default = f"http://{_client_host(settings.api.host)}:{settings.api.port}"
+    return str(args.api or default).rstrip("/")
+
+
+def _authorization(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """The bearer token: --token, else $ABACO_TOKEN, else this machine's admin token."""
+    token = args.token or os.environ.get("ABACO_TOKEN") or admin_token(settings)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _bundle(args: argparse.Namespace, settings: Settings) -> None:
@@ -195,7 +373,11 @@ def _bundle(args: argparse.Namespace, settings: Settings) -> None:
         print(path)
         return
     if args.bundle_command == "list":
-        response = httpx.get(f"{_api_url(args, settings)}/bundles", timeout=30)
+        response = httpx.get(
+            f"{_api_url(args, settings)}/bundles",
+            headers=_authorization(args, settings),
+            timeout=30,
+        )
         for bundle in _result(response):
             print(bundle["reference"])
         return
@@ -206,7 +388,10 @@ def _bundle(args: argparse.Namespace, settings: Settings) -> None:
     response = httpx.put(
         f"{_api_url(args, settings)}/bundles/{bundle.group}/{bundle.id}/{bundle.version}",
         content=data,
-        headers={"Bundle-Sha256": hashlib.sha256(data).hexdigest()},
+        headers={
+            "Bundle-Sha256": hashlib.sha256(data).hexdigest(),
+            **_authorization(args, settings),
+        },
         timeout=300,
     )
     stored = _result(response)
@@ -226,9 +411,35 @@ def _result(response: httpx.Response) -> Any:
     return body["result"]
 
 
+def _run(function: Callable[..., Any], *args: Any) -> None:
+    """``trio.run``, with an error that a nursery wrapped alone in a group unwrapped."""
+    try:
+        trio.run(function, *args)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        raise leaves[0] from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``abaco`` command line."""
-    args = _parser().parse_args(argv)
+    stop_with_supervisor()
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in _COMPONENTS:
+        options = ["--config", args.config] if args.config else []
+        _run_component(args.command, [*options, *rest])
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "version":
         print(__version__)
         return
@@ -237,11 +448,13 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings.logging.level, settings.logging.format)
         if args.command == "bundle":
             _bundle(args, settings)
-            return
-        if args.command in ("persistence", "janitor"):
-            trio.run(_serve_storage, settings, args.command)
-            return
-        trio.run(_up, settings, args.demo)
+        elif args.command in ("persistence", "janitor"):
+            _run(_until_signalled, _serve_storage, settings, args.command)
+        elif args.command == "check":
+            _run(_check, settings)
+        else:
+            up = functools.partial(_up, settings, args.config, args.demo, args.show_token)
+            _run(functools.partial(_until_signalled, up, signals=_UP_SIGNALS))
     except AbacoError as exc:
         print(f"abaco: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -19,8 +19,8 @@ def _abaco(tmp_path, *args, env=None):
     )
 
 
-def test_up_demo_runs_the_embedded_platform_and_shows_it_working(tmp_path):
-    result = _abaco(tmp_path, "up", "--demo")
+def test_check_shows_the_embedded_data_layer_working(tmp_path):
+    result = _abaco(tmp_path, "check")
     assert result.returncode == 0, result.stderr
     assert "data on valkey" in result.stdout
     assert "durable acks yes" in result.stdout
