@@ -62,7 +62,7 @@ _COMPONENTS = {
     "api": ("abaco.api.server", "serve the REST API"),
     "scheduler": ("abaco.scheduler", "place new workers on hosts"),
     "health": ("abaco.health", "find dead workers and hosts, replace and scale workers"),
-    "spawner": ("abaco.spawner", "start and stop workers on this host (as abaco-spawner)"),
+    "spawner": ("abaco.spawner", "start and stop workers on this host (also abaco-spawner)"),
 }
 # What stops a long-running command; `abaco up` also stops when its terminal goes away.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -125,13 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the whole platform on this machine")
     up.add_argument("--demo", action="store_true", help="run the sample actor, then stop")
     up.add_argument("--show-token", action="store_true", help="print the admin token")
-    for name, (module, description) in _COMPONENTS.items():
-        # Their arguments are their own: main() passes whatever follows NAME to them.
-        commands.add_parser(
-            name,
-            help=f"{description} ({module}; abaco {name} --help)",
-            add_help=False,
-        )
+    for name, (_module, description) in _COMPONENTS.items():
+        # Their options are their own (abaco NAME --help): main() passes them on as given.
+        commands.add_parser(name, help=description, add_help=False)
     commands.add_parser(
         "persistence", help="drain the persist queue into storage and answer queries"
     )

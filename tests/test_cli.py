@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+from abaco import launcher
 from abaco.supervisor import EXIT_UNAVAILABLE
 
 
@@ -347,6 +348,20 @@ def test_a_component_that_is_not_installed_is_a_clear_error():
     assert result.returncode == EXIT_UNAVAILABLE
     assert "the scheduler component is not available here" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "reached_at"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "[::1]"),
+        ("::1", "[::1]"),
+        ("api.example", "api.example"),
+    ],
+)
+def test_the_api_url_reaches_the_host_the_api_listens_on(host, reached_at):
+    assert launcher.client_host(host) == reached_at
 
 
 def test_unknown_arguments_of_other_commands_are_still_errors(tmp_path):
