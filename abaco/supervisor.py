@@ -212,6 +212,9 @@ def _kill_group(pgid: int) -> bool:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        # Only members we may not signal are left (a setuid helper): nothing more to do.
+        _log.warning("supervisor.cannot_kill_group", pgid=pgid)
     return True
 
 

@@ -261,9 +261,22 @@ async def test_up_runs_every_component_and_stops_them_all_on_ctrl_c(tmp_path):
             before = _processes_of(state)
         assert before, up.output
 
+        # A component that dies is started again.
+        (scheduler,) = [pid for pid, argv in before.items() if _component_of(argv) == "scheduler"]
+        os.kill(scheduler, signal.SIGKILL)
+
+        async def scheduler_replaced():
+            now = _processes_of(state)
+            return any(_component_of(argv) == "scheduler" for argv in now.values()) and (
+                scheduler not in now
+            )
+
+        await _eventually(scheduler_replaced)
+
         assert await _stop(up, signal.SIGINT) == 0, up.output
     # Everything it started is gone: components, what they started, and Valkey.
     assert _processes_of(state) == {}, (before, up.output)
+    assert "killed by SIGKILL" in up.stderr.read_text()
     assert (state / "valkey" / "appendonlydir").is_dir()
 
 
