@@ -85,6 +85,17 @@ def create_app(settings: Settings) -> QuartTrio:
     async def healthz() -> dict[str, Any]:
         return ok({"healthy": True}, "abaco is up.")
 
+    @app.after_request
+    async def _close_after_unread_body(response: Response) -> Response:
+        # An error may answer before the body was read; hypercorn then leaves the rest of
+        # it on a kept-alive connection, where it can stall the client's next request.
+        has_body = bool(request.content_length) or "chunked" in request.headers.get(
+            "Transfer-Encoding", ""
+        )
+        if response.status_code >= 400 and has_body:
+            response.headers["Connection"] = "close"
+        return response
+
     @app.errorhandler(AbacoError)
     async def abaco_error(exc: AbacoError) -> tuple[Response, int]:
         status = status_of(exc)
