@@ -63,6 +63,7 @@ from abaco.persist_queue import EntityRecord, persist_queue_of, submit_records
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
     from abaco.actors.runners import ExecutionOutcome
@@ -484,7 +485,12 @@ async def run_worker(
     work_root = (Path(options.work_dir) if options.work_dir else runtime_dir() / "work") / worker_id
     config = config_file()
     hide = [settings.state.path(), *([config.absolute()] if config else [])]
-    with bind_ids(actor_id=actor_id, worker_id=worker_id):
+    # Signals are caught from here on (not only once READY): a spawner killed while
+    # the worker starts must not kill it half-way with SIGTERM's default action.
+    with (
+        bind_ids(actor_id=actor_id, worker_id=worker_id),
+        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals,
+    ):
         async with (
             open_hub(
                 redis, namespace=settings.redis.key_prefix, visibility=options.visibility
@@ -509,7 +515,7 @@ async def run_worker(
             task_status.started(process)
             _log.info("worker.ready")
             mailbox = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, actor_id)
-            nursery.start_soon(_stop_on_signal, process)
+            nursery.start_soon(_stop_on_signal, process, signals)
             control = control_of(hub, settings.redis.key_prefix, stores.tenant, worker_id)
             nursery.start_soon(_stop_on_command, process, control)
             await process.serve_until_stopped(mailbox)
@@ -519,12 +525,13 @@ async def run_worker(
         _log.info("worker.stopped")
 
 
-async def _stop_on_signal(process: WorkerProcess) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            _log.info("worker.stop_requested")
-            process.stopping.set()
-            return
+async def _stop_on_signal(process: WorkerProcess, signals: AsyncIterator[int]) -> None:
+    # Every signal is taken until the worker ends: a second SIGTERM must not kill it
+    # mid-stop. A dying multi-threaded spawner sends its death signal once per thread.
+    async for signum in signals:
+        if not process.stopping.is_set():
+            _log.info("worker.stop_requested", signal=signal.Signals(signum).name)
+        process.stopping.set()
 
 
 async def _stop_when_orphaned(process: WorkerProcess, parent_pid: int) -> None:
