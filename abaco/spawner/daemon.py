@@ -14,8 +14,7 @@ its actor moves to ERROR with the reason. A worker told to stop meanwhile is dro
 One task per worker waits for its process: when it exits, a record that is not
 SHUTTING_DOWN moves to ERROR (the exit code or signal is logged), and the record is
 deleted. Workers stop when the spawner dies, even by SIGKILL: each gets SIGTERM from
-``PR_SET_PDEATHSIG`` (it is forked from the trio thread, which lives as long as the
-spawner, not from a cached thread that may end first), and watches its parent as well.
+``PR_SET_PDEATHSIG`` (see :mod:`abaco.spawner.host`), and watches its parent as well.
 
 :meth:`Spawner.drain` (SIGTERM or SIGINT to ``abaco-spawner``) marks the host draining,
 stops taking commands (those not started stay unacknowledged, for the health supervisor),
@@ -27,13 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import functools
-import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,11 +35,9 @@ import attrs
 import structlog
 import trio
 
-from abaco.actors._process import Child, spawn
-from abaco.actors.ids import new_id
-from abaco.actors.models import utcnow
+from abaco.actors._process import Child
 from abaco.actors.states import ActorStatus, WorkerStatus, transition
-from abaco.bundles import ArchiveLimits, BundleId
+from abaco.bundles import BundleId
 from abaco.bundles.manifest import parse_manifest
 from abaco.channels import open_hub
 from abaco.config import load_settings
@@ -53,16 +45,22 @@ from abaco.control import StartWorker, spawner_inbox, stop_worker
 from abaco.errors import AbacoError, Aborted, BadRequest, InvalidTransition, NotFound, WireError
 from abaco.hosts import Host, open_hosts
 from abaco.logconfig import bind_ids, configure_logging
-from abaco.spawner.fetcher import BundleCache, FetchedBundle
+from abaco.spawner.host import (
+    end_process,
+    exit_reason,
+    launch_worker,
+    load_sample,
+    new_host,
+    open_cache,
+)
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from abaco.actors.models import Worker
     from abaco.channels import Delivery, Hub
     from abaco.config import Settings
     from abaco.redis_client import Redis
+    from abaco.spawner.fetcher import BundleCache, FetchedBundle
 
 __all__ = ["Spawner", "main", "run_spawner"]
 
@@ -82,35 +80,6 @@ class _Child:
     #: Cancelled to abandon the set-up when the host drains before the process starts.
     setup: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     process: Child | None = None
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(prctl: Callable[..., int]) -> Callable[[], None]:
-    """A preexec_fn: SIGTERM to the child when the spawner's (trio) thread ends."""
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-    return preexec
-
-
-def _exit_reason(status: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
-    if code >= 0:
-        return f"exited with code {code}"
-    try:
-        return f"was killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"was killed by signal {-code}"
 
 
 class Spawner:
@@ -139,8 +108,6 @@ class Spawner:
         self._drain_requested = trio.Event()
         self._draining = False
         self._all_gone = trio.Event()
-        # Looked up here, so that the forked child only calls it.
-        self._preexec = _die_with_parent(ctypes.CDLL(None, use_errno=True).prctl)
 
     @property
     def workers(self) -> int:
@@ -154,14 +121,7 @@ class Spawner:
     # -- the host record ----------------------------------------------------------------
 
     def _sample(self) -> dict[str, object]:
-        workers = len(self._children)
-        return {
-            "workers": workers,
-            "load": workers / self.host.capacity,
-            "cpu_load": os.getloadavg()[0] / _cpus(),
-            "draining": self._draining,
-            "last_heartbeat": utcnow(),
-        }
+        return load_sample(len(self._children), self.host.capacity, draining=self._draining)
 
     async def register(self) -> None:
         """Write the host's record afresh."""
@@ -213,6 +173,9 @@ class Spawner:
                 _log.warning("spawner.bad_command", error=str(exc))
                 await delivery.ack()
                 continue
+            if command.worker_id in self._children:
+                await _ack(delivery)  # the same command twice: the first is being handled
+                continue
             child = _Child(command, Stores.open(self._redis, self._settings, command.tenant))
             self._children[command.worker_id] = child
             self._held.add(delivery.delivery_id)
@@ -235,7 +198,7 @@ class Spawner:
                         await self._watch(child)
         finally:
             self._held.discard(delivery.delivery_id)
-            del self._children[command.worker_id]
+            self._children.pop(command.worker_id, None)
             if self._draining and not self._children:
                 self._all_gone.set()
 
@@ -289,23 +252,8 @@ class Spawner:
 
     async def _start(self, delivery: Delivery, child: _Child, fetched: FetchedBundle) -> bool:
         """Start the worker process and acknowledge the command; False if it did not start."""
-        command = child.command
-        argv = [sys.executable, "-m", "abaco.actors.worker", "--actor", command.actor_id]
-        argv += ["--worker", command.worker_id, "--tenant", command.tenant]
-        argv += ["--bundle-dir", str(fetched.path)]
-        if self._config is not None:
-            argv += ["--config", str(self._config)]
         try:
-            # Not trio.lowlevel.open_process: it forks from a cached thread, and the death
-            # signal would come when that thread ends (after 10 s idle), not the spawner.
-            child.process = spawn(
-                argv,
-                env=dict(os.environ),
-                stdin=subprocess.DEVNULL,
-                stdout=None,
-                stderr=None,
-                preexec_fn=self._preexec,
-            )
+            child.process = launch_worker(child.command, fetched.path, self._config)
         except OSError as exc:
             await self._fail(child, f"cannot start the worker process: {exc}")
             await _ack(delivery)
@@ -324,16 +272,9 @@ class Spawner:
         try:
             status = await process.wait()
         finally:
-            if process.status is None:
-                with trio.CancelScope(shield=True) as scope:
-                    process.signal(signal.SIGTERM)
-                    scope.deadline = trio.current_time() + self._settings.spawner.drain_deadline
-                    await process.wait()
-                if process.status is None:
-                    process.signal(signal.SIGKILL)
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
-        await self._reap(child, _exit_reason(status))
+            if process.status is None:  # cancelled: the spawner is failing
+                await end_process(process, self._settings.spawner.drain_deadline)
+        await self._reap(child, exit_reason(status))
 
     async def _reap(self, child: _Child, how: str) -> None:
         stores, worker_id = child.stores, child.command.worker_id
@@ -399,41 +340,6 @@ async def _delete_if_stopping(stores: Stores, worker_id: str) -> None:
             await stores.workers.delete(worker_id)
 
 
-def _open_cache(settings: Settings) -> BundleCache:
-    fetcher, repository = settings.fetcher, settings.repository
-    root = (
-        Path(fetcher.cache_dir).expanduser().absolute()
-        if fetcher.cache_dir
-        else settings.state.path() / "bundle-cache"
-    )
-    url = fetcher.repository_url or f"http://{settings.api.host}:{settings.api.port}"
-    limits = ArchiveLimits(
-        max_members=repository.max_members,
-        max_total_bytes=repository.max_unpacked_bytes,
-        max_member_bytes=repository.max_unpacked_bytes,
-        max_ratio=repository.max_ratio,
-    )
-    return BundleCache(
-        root,
-        url,
-        max_bytes=fetcher.max_cache_bytes,
-        limits=limits,
-        download_timeout=fetcher.download_timeout,
-    )
-
-
-def _new_host(settings: Settings, host_id: str | None) -> Host:
-    options = settings.spawner
-    return Host(
-        id=host_id or new_id(),
-        hostname=socket.gethostname(),
-        queue=options.queue,
-        labels=[label.strip() for label in options.labels.split(",") if label.strip()],
-        capacity=options.capacity or 4 * _cpus(),
-        pid=os.getpid(),
-    )
-
-
 async def run_spawner(
     settings: Settings,
     redis: Redis,
@@ -448,8 +354,8 @@ async def run_spawner(
     as ``--config``. ``task_status.started`` gets the :class:`Spawner` once its host is
     registered.
     """
-    host = _new_host(settings, host_id)
-    cache = _open_cache(settings)
+    host = new_host(settings, host_id)
+    cache = open_cache(settings)
     await cache.load()
     with structlog.contextvars.bound_contextvars(host_id=host.id):
         async with open_hub(redis, namespace=settings.redis.key_prefix) as hub:

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -28,9 +29,12 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "org.example/hello:1.0.0"
 ECHO = b"""
-import os
+import os, time
 
 def handle(message):
+    if message.startswith("sleep:"):
+        print("sleeping", flush=True)
+        time.sleep(float(message[6:]))
     print("echo:", message, "from", os.environ["_abaco_worker_id"], flush=True)
 """
 
@@ -241,6 +245,29 @@ async def test_a_worker_placed_elsewhere_is_left_alone(spawner, stores, hub, fas
     assert (await stores.workers.get(worker.id)).status is WorkerStatus.REQUESTED
 
 
+async def test_a_drain_kills_workers_that_outlast_its_deadline(
+    redis, fast, scheduler, bundle, stores, hub, monkeypatch
+):
+    monkeypatch.setenv("ABACO__WORKER__STOP_DEADLINE", "60")  # the workers would wait long
+    impatient = attrs.evolve(fast, spawner=attrs.evolve(fast.spawner, drain_deadline=0.5))
+    actor = await new_actor(stores)
+    with trio.fail_after(50):  # less than the 60 s the worker would wait by itself
+        async with trio.open_nursery() as nursery:
+            spawner = await nursery.start(run_spawner, impatient, redis)
+            worker = await start_one(stores, hub, fast, actor)
+            box = mailbox_of(hub, fast.redis.key_prefix, stores.tenant, actor.id)
+            execution = await submit(stores, box, actor_id=actor.id, body="sleep:60")
+
+            async def sleeping():
+                return "sleeping" in (await stores.logs.read(execution.id)).text
+
+            await eventually(sleeping)
+            spawner.drain()
+    assert not alive(worker.pid)
+    assert not await stores.workers.exists(worker.id)
+    assert not await open_hosts(redis, fast).exists(spawner.host.id)
+
+
 # -- the abaco-spawner command ----------------------------------------------------------
 
 
@@ -310,3 +337,10 @@ def test_flags_override_the_settings(settings):
     assert _with_flags(settings, _parser().parse_args([])).spawner == settings.spawner
     with pytest.raises(BadRequest, match="capacity"):
         _with_flags(settings, _parser().parse_args(["--capacity", "-1"]))
+
+
+def test_exit_reasons_name_the_code_or_the_signal():
+    from abaco.spawner.host import exit_reason
+
+    assert exit_reason(3 << 8) == "exited with code 3"
+    assert exit_reason(signal.SIGKILL) == "was killed by SIGKILL"
