@@ -40,10 +40,10 @@ def handle(message):
 
 
 @pytest.fixture
-def fast(settings, api_url, monkeypatch):
+def fast(settings, redis, api_url, monkeypatch):
     """Short heartbeats and deadlines, also for the worker processes (they read the env)."""
     overrides = {
-        "ABACO__REDIS__URL": settings.redis.url,
+        "ABACO__REDIS__URL": redis.url,  # the server under test (Valkey or the system Redis)
         "ABACO__STATE__DIR": settings.state.dir,
         "ABACO__FETCHER__REPOSITORY_URL": api_url,
         "ABACO__WORKER__HEARTBEAT": "0.2",
