@@ -15,7 +15,13 @@ Sub-commands:
 - ``abaco check``: write and read records and send a request over each channel transport,
   to show the data layer of a new installation working.
 - ``abaco bundle build DIR`` / ``push FILE`` / ``list``: make, upload and list bundles.
+- ``abaco actors`` / ``send`` / ``run`` / ``executions`` / ``workers``: use a running
+  platform through its REST API (:mod:`abaco.cli_client`).
 - ``abaco version``.
+
+Bad options print the usage and ``abaco: <what is wrong>`` and exit 2; any other error
+prints ``abaco: <message>`` and exits 1, without a traceback. The modules a command needs
+are imported when it runs, so that the client commands start quickly.
 """
 
 from __future__ import annotations
@@ -24,30 +30,16 @@ import argparse
 import functools
 import hashlib
 import importlib
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import structlog
-import trio
 
-from abaco import __version__, launcher
-from abaco.auth import admin_token
-from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
-from abaco.channels import open_hub
+from abaco import __version__, cli_client
 from abaco.config import Settings, load_settings
 from abaco.errors import AbacoError, BadRequest
-from abaco.janitor import JanitorPolicy, run_janitor
-from abaco.logconfig import configure_logging
-from abaco.persist_queue import persist_queue_of
-from abaco.persistence import drain
-from abaco.queries import serve_queries
-from abaco.redis_client import open_configured_redis
-from abaco.storage import open_storage
-from abaco.storage.postgres import redact
 from abaco.supervisor import EXIT_UNAVAILABLE, stop_with_supervisor
 
 if TYPE_CHECKING:
@@ -73,6 +65,8 @@ async def _until_signalled(
     function: Callable[..., Awaitable[object]], *args: Any, signals: tuple[int, ...] = _STOP_SIGNALS
 ) -> None:
     """Run ``function(*args)`` until it returns or one of ``signals`` arrives."""
+    import trio
+
     # Opened first, so that a signal at any point means an orderly stop.
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
@@ -93,6 +87,17 @@ def _storage_url(settings: Settings) -> str:
 
 async def _serve_storage(settings: Settings, role: str) -> None:
     """Run a persistence actor (drainer and query server) or a janitor until stopped."""
+    import trio
+
+    from abaco.channels import open_hub
+    from abaco.janitor import JanitorPolicy, run_janitor
+    from abaco.persist_queue import persist_queue_of
+    from abaco.persistence import drain
+    from abaco.queries import serve_queries
+    from abaco.redis_client import open_configured_redis
+    from abaco.storage import open_storage
+    from abaco.storage.postgres import redact
+
     if not settings.redis.url and role == "persistence":
         raise BadRequest("the persistence actor needs the platform's Redis: set [redis] url")
     async with open_storage(_storage_url(settings)) as storage:
@@ -118,8 +123,16 @@ async def _serve_storage(settings: Settings, role: str) -> None:
             _log.info("persistence.serving", storage=redact(_storage_url(settings)))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying what is wrong the way every other error of ``abaco`` does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"abaco: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="abaco", description="The abaco actor platform.")
+    parser = _Parser(prog="abaco", description="The abaco actor platform.")
     parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the whole platform on this machine")
@@ -143,10 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("file", help="the .bpk file")
     listing = bundle_commands.add_parser("list", help="list the repository's bundles")
     for command in (push, listing):
-        command.add_argument("--api", help="the API's base URL (default: [api] host and port)")
-        command.add_argument(
-            "--token", help="bearer token (default: $ABACO_TOKEN, else the admin token)"
-        )
+        cli_client.add_connection_options(command)
+    cli_client.add_commands(commands)
     return parser
 
 
@@ -169,63 +180,35 @@ def _unavailable(name: str, why: str) -> NoReturn:
     raise SystemExit(EXIT_UNAVAILABLE)
 
 
-def _api_url(args: argparse.Namespace, settings: Settings) -> str:
-    default = f"http://{launcher.client_host(settings.api.host)}:{settings.api.port}"
-    return str(args.api or default).rstrip("/")
-
-
-def _authorization(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
-    """The bearer token: --token, else $ABACO_TOKEN, else this machine's admin token."""
-    token = args.token or os.environ.get("ABACO_TOKEN") or admin_token(settings)
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _bundle(args: argparse.Namespace, settings: Settings) -> None:
+    from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
+    from abaco.client import ApiClient
+
     if args.bundle_command == "build":
         path = build_bundle(Path(args.directory), Path(args.output))
         print(path)
         return
+    url, token = cli_client.api_url(args, settings), cli_client.bearer_token(args, settings)
     if args.bundle_command == "list":
-        response = httpx.get(
-            f"{_api_url(args, settings)}/bundles",
-            headers=_authorization(args, settings),
-            timeout=30,
-        )
-        for bundle in _result(response):
-            print(bundle["reference"])
+        with ApiClient(url, token) as client:
+            bundles = client.list_bundles()
+        for listed in bundles:
+            print(listed["reference"])
         return
     path = Path(args.file)
-    manifest = inspect_archive(path, limits=ArchiveLimits())
-    bundle = manifest.bundle_id
+    bundle = inspect_archive(path, limits=ArchiveLimits()).bundle_id
     data = path.read_bytes()
-    response = httpx.put(
-        f"{_api_url(args, settings)}/bundles/{bundle.group}/{bundle.id}/{bundle.version}",
-        content=data,
-        headers={
-            "Bundle-Sha256": hashlib.sha256(data).hexdigest(),
-            **_authorization(args, settings),
-        },
-        timeout=300,
-    )
-    stored = _result(response)
+    with ApiClient(url, token) as client:
+        stored = client.push_bundle(
+            bundle.group, bundle.id, bundle.version, data, hashlib.sha256(data).hexdigest()
+        )
     print(f"{stored['reference']}  sha256={stored['sha256']}  {stored['size']} bytes")
-
-
-def _result(response: httpx.Response) -> Any:
-    """The result of an Abaco envelope, or an error with the server's message."""
-    try:
-        body = response.json()
-    except ValueError:
-        raise BadRequest(
-            f"the API answered {response.status_code}: {response.text[:200]}"
-        ) from None
-    if response.status_code >= 400 or body.get("status") != "success":
-        raise BadRequest(f"the API answered {response.status_code}: {body.get('message')}")
-    return body["result"]
 
 
 def _run(function: Callable[..., Any], *args: Any) -> None:
     """``trio.run``, with an error that a nursery wrapped alone in a group unwrapped."""
+    import trio
+
     try:
         trio.run(function, *args)
     except BaseExceptionGroup as group:
@@ -240,6 +223,12 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for exc in group.exceptions:
         found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
+
+
+def _configure_logging(settings: Settings) -> None:
+    from abaco.logconfig import configure_logging
+
+    configure_logging(settings.logging.level, settings.logging.format)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,23 +247,30 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         settings = load_settings(args.config)
-        configure_logging(settings.logging.level, settings.logging.format)
+        if args.command in cli_client.COMMANDS:
+            # No logging set up: what these print is for people, on stdout and stderr.
+            status = cli_client.run_command(args, settings)
+            if status:
+                raise SystemExit(status)
+            return
+        _configure_logging(settings)
         if args.command == "bundle":
             _bundle(args, settings)
         elif args.command in ("persistence", "janitor"):
             _run(_until_signalled, _serve_storage, settings, args.command)
         elif args.command == "check":
+            from abaco import launcher
+
             _run(_until_signalled, launcher.check, settings)
         else:
+            from abaco import launcher
+
             run_up = functools.partial(
                 launcher.up, settings, args.config, args.demo, args.show_token
             )
             _run(functools.partial(_until_signalled, run_up, signals=_UP_SIGNALS))
     except AbacoError as exc:
         print(f"abaco: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except httpx.HTTPError as exc:
-        print(f"abaco: cannot reach the API: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
