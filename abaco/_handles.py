@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from abaco._channel_values import QueueChannel, ReplyChannel
+from abaco.errors import Aborted
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -70,8 +71,13 @@ class Delivery:
         await self.channel.hub.settle(self, "ack")
 
     async def renew(self) -> None:
-        """Tell the queue this consumer is still working on it."""
-        await self.channel.hub.settle(self, "renew")
+        """Tell the queue this consumer is still working on it.
+
+        Raises :class:`~abaco.errors.Aborted` if it is no longer this consumer's: another
+        consumer reclaimed it, or reclaimed and acknowledged it already.
+        """
+        if not await self.channel.hub.settle(self, "renew"):
+            raise Aborted(f"queue {self.channel.address}: the delivery was acknowledged already")
 
     @contextlib.asynccontextmanager
     async def renewing(self) -> AsyncIterator[None]:

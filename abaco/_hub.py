@@ -233,10 +233,12 @@ class Hub:
                 await transport.queue_settle(channel.address, delivery_id, "ack")
         return batch
 
-    async def settle(self, delivery: Delivery, action: str) -> None:
-        """Acknowledge or renew a delivery."""
+    async def settle(self, delivery: Delivery, action: str) -> bool:
+        """Acknowledge or renew a delivery; False when it was acknowledged already."""
         channel = delivery.channel
-        await self.transport(channel).queue_settle(channel.address, delivery.delivery_id, action)
+        return await self.transport(channel).queue_settle(
+            channel.address, delivery.delivery_id, action
+        )
 
     async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge deliveries of one queue in one round trip (Redis).

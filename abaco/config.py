@@ -228,6 +228,10 @@ class PersistenceSettings:
     """sqlite:///PATH or postgresql://...; "" means ``records.db`` (SQLite) in the state dir."""
     batch_size: int = attrs.field(default=500, validator=_AT_LEAST_ONE)
     """Most records a drainer stores in one batch."""
+    query_timeout: float = attrs.field(default=2.0, validator=_POSITIVE)
+    """Seconds the API waits for a persistence actor to take a query of durable history."""
+    processing_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
+    """Seconds the API waits for a taken query's answer."""
 
 
 @attrs.frozen(kw_only=True)

@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 from base64 import b64encode
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,6 +147,14 @@ class WorkerProcess:
     runner: Runner
     hub: Hub
     stopping: trio.Event = attrs.field(factory=trio.Event)
+    #: The execution running now and the scope that cancels it (for aborts).
+    running: tuple[str, trio.CancelScope] | None = None
+
+    def abort(self, execution_id: str) -> None:
+        """Kill the run of ``execution_id`` if it is the one running (the API recorded ABORTED)."""
+        if self.running is not None and self.running[0] == execution_id:
+            _log.info("worker.aborting", execution_id=execution_id)
+            self.running[1].cancel()
 
     async def _set_worker(self, status: WorkerStatus, **fields: Any) -> None:
         try:
@@ -265,7 +272,6 @@ class WorkerProcess:
                 execution.id,
                 ExecutionStatus.RUNNING,
                 worker_id=self.worker_id,
-                executor=socket.gethostname(),
                 start_time=utcnow(),
             )
         except InvalidTransition:
@@ -311,32 +317,44 @@ class WorkerProcess:
                         return
 
             nursery.start_soon(renew)
+            self.running = (execution.id, nursery.cancel_scope)
             try:
                 outcome = await self.runner.run(spec, log)
             except trio.Cancelled:
                 with trio.CancelScope(shield=True):
                     await self._abandon(delivery, execution)
                 raise
+            finally:
+                self.running = None
             nursery.cancel_scope.cancel()
         await stores.logs.finish(execution.id)
-        if lost or outcome is None:
+        if lost:
             return True
+        if outcome is None:
+            # Aborted through the API: the record says ABORTED already, _abandon acked.
+            await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
+            return False
         for result in outcome.results:
             await stores.results.push(execution.id, result)
         for tag, payload in outcome.requests:
             await self._carry_out(execution, message, tag, payload)
-        finished = await stores.executions.move(
-            execution.id,
-            ExecutionStatus(outcome.status),
-            finish_time=utcnow(),
-            runtime=round(outcome.runtime),
-            cpu=round(outcome.cpu * 1e9),  # nanoseconds, as Abaco reports Docker's CPU use
-            io=outcome.io,
-            exit_code=outcome.exit_code,
-            status_message=outcome.status_message,
-            final_state={"max_rss": outcome.max_rss, "killed": outcome.killed},
-        )
-        await self._persist(finished, outcome)
+        try:
+            finished = await stores.executions.move(
+                execution.id,
+                ExecutionStatus(outcome.status),
+                finish_time=utcnow(),
+                runtime=round(outcome.runtime),
+                cpu=round(outcome.cpu * 1e9),  # nanoseconds, as Abaco reports Docker's CPU use
+                io=outcome.io,
+                exit_code=outcome.exit_code,
+                status_message=outcome.status_message,
+                final_state={"max_rss": outcome.max_rss, "killed": outcome.killed},
+            )
+        except InvalidTransition:
+            # Aborted (or failed by the health supervisor) as it finished: that stands.
+            _log.info("worker.finished_too_late", execution_id=execution.id)
+        else:
+            await self._persist(finished, outcome)
         await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
         return False
 
@@ -390,17 +408,23 @@ class WorkerProcess:
             await stores.logs.append(execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n")
 
     async def _abandon(self, delivery: Delivery, execution: Execution) -> None:
-        """The worker is stopping past its deadline: end the execution, keep nothing RUNNING."""
+        """The run was cut short: end the execution, keep nothing RUNNING, release the message.
+
+        Past the stop deadline the execution ends ERROR; aborted through the API it is
+        ABORTED already and stays so. Either way the message is done with (acknowledged),
+        unless another worker reclaimed it.
+        """
         await self.stores.logs.finish(execution.id)
-        try:
+        with contextlib.suppress(InvalidTransition):
             await self.stores.executions.move(
                 execution.id,
                 ExecutionStatus.ERROR,
                 finish_time=utcnow(),
                 status_message="the worker was stopped before the execution finished",
             )
+        try:
             await delivery.ack()
-        except (InvalidTransition, Aborted) as exc:
+        except Aborted as exc:
             _log.warning("worker.abandon_failed", error=str(exc))
 
 
@@ -459,6 +483,12 @@ async def _mark_stopped(stores: Stores, worker_id: str) -> None:
             continue
         except NotFound:
             return  # deleted: nothing left to record
+
+
+async def _mark_failed(stores: Stores, worker_id: str) -> None:
+    """Move the record to ERROR from wherever it is."""
+    with contextlib.suppress(InvalidTransition, NotFound):
+        await stores.workers.move(worker_id, WorkerStatus.ERROR)
 
 
 async def run_worker(
@@ -520,7 +550,11 @@ async def run_worker(
             nursery.start_soon(_stop_on_command, process, control)
             await process.serve_until_stopped(mailbox)
             with trio.CancelScope(shield=True):
-                await _mark_stopped(stores, worker_id)
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    # Its spawner died: a failure, so that the health supervisor replaces it.
+                    await _mark_failed(stores, worker_id)
+                else:
+                    await _mark_stopped(stores, worker_id)
             nursery.cancel_scope.cancel()
         _log.info("worker.stopped")
 
@@ -546,15 +580,20 @@ async def _stop_when_orphaned(process: WorkerProcess, parent_pid: int) -> None:
 
 
 async def _stop_on_command(process: WorkerProcess, control: QueueChannel) -> None:
+    """Obey the worker's control channel: ``abort`` a run, or ``stop`` the worker."""
     while True:
         delivery = await control.get()
         await delivery.ack()
+        command = delivery.message
+        if isinstance(command, dict) and command.get("kind") == "abort":
+            process.abort(str(command.get("execution_id", "")))
+            continue
         try:
-            command = StopWorker.from_wire(delivery.message)
+            stop = StopWorker.from_wire(command)
         except BadRequest as exc:
             _log.warning("worker.bad_command", error=str(exc))
             continue
-        _log.info("worker.stop_requested", reason=command.reason)
+        _log.info("worker.stop_requested", reason=stop.reason)
         process.stopping.set()
         return
 

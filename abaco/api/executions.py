@@ -8,11 +8,12 @@ from quart import Blueprint, Response
 
 from abaco.actors.mailbox import control_of
 from abaco.actors.models import PermissionLevel, utcnow
-from abaco.actors.states import ExecutionStatus
+from abaco.actors.states import ExecutionStatus, is_terminal
 from abaco.api.access import actor_for
 from abaco.api.context import api_server, hub, settings, stores
 from abaco.api.display import execution_summary, execution_view
 from abaco.api.envelope import ok
+from abaco.api.history import stored_execution, stored_log
 from abaco.api.inputs import collect, flag, paging
 from abaco.errors import BadRequest, InvalidTransition, NotFound
 
@@ -31,9 +32,9 @@ ABORT_MESSAGE = "Issued force quit command"
 
 async def _execution(actor: Actor, execution_id: str) -> Execution:
     try:
-        execution = await stores().executions.get(execution_id)
+        execution: Execution | None = await stores().executions.get(execution_id)
     except NotFound:
-        execution = None
+        execution = await stored_execution(actor.id, execution_id)
     if execution is None or execution.actor_id != actor.id:
         raise NotFound(
             f"No executions found with actor id of {actor.id} and execution id of {execution_id}."
@@ -123,8 +124,13 @@ async def get_logs(actor_id: str, execution_id: str) -> Any:
         return Response(lines(), content_type="text/plain; charset=utf-8")
     base = api_server()
     link = f"{base}/actors/{actor.id}/executions/{execution.id}"
+    kept = await logs.read(execution.id)
+    text = kept.text
+    if not text and not kept.complete and is_terminal(execution.status):
+        # Expired here (or never written): durable storage may still have it.
+        text = await stored_log(actor.id, execution.id) or ""
     result = {
-        "logs": (await logs.read(execution.id)).text,
+        "logs": text,
         "_links": {
             "self": f"{link}/logs",
             "owner": f"{base}/profiles/v2/{actor.owner}",

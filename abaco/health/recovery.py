@@ -25,7 +25,6 @@ from abaco.control import stop_worker
 from abaco.errors import InvalidTransition, NotFound
 from abaco.health.context import all_records
 from abaco.health.heartbeats import (
-    STOPPING,
     HostState,
     WorkerVerdict,
     host_is_dead,
@@ -59,6 +58,9 @@ _EVENT = {
     WorkerVerdict.DEAD: "health.dead_worker",
     WorkerVerdict.STUCK: "health.stuck_worker",
 }
+
+
+_ASKED_TO_STOP = frozenset({WorkerStatus.SHUTDOWN_REQUESTED, WorkerStatus.SHUTTING_DOWN})
 
 
 class _Reprieved(Exception):
@@ -155,7 +157,9 @@ async def repair_workers(
                 report.add(dead_workers=1)
                 # A dead worker's replacement is the autoscaler's call (its rule sees the
                 # backlog); a worker lost with its host, or stuck, is replaced one for one.
-                replace = verdict is not WorkerVerdict.DEAD and worker.status not in STOPPING
+                # A worker that failed (ERROR: e.g. it saw its spawner die) is replaced;
+                # one that was asked to stop is not.
+                replace = verdict is not WorkerVerdict.DEAD and worker.status not in _ASKED_TO_STOP
                 if replace and worker.actor_id in actors:
                     owed[worker.actor_id] += 1
     return owed

@@ -422,7 +422,7 @@ async def test_a_worker_whose_parent_dies_stops(redis, stores, actor, tmp_path):
         assert _alive(pid)
         launcher.kill()  # SIGKILL: the parent cannot tell its child anything
         await launcher.wait()
-        await _wait_worker(stores, worker_id, WorkerStatus.SHUTTING_DOWN)
+        await _wait_worker(stores, worker_id, WorkerStatus.ERROR)
         with trio.fail_after(30):
             while True:
                 if not _alive(pid):

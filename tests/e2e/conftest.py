@@ -24,6 +24,7 @@ import pytest
 import trio
 
 from abaco.bundles import build_bundle
+from abaco.config import Settings, load_settings
 from abaco.supervisor import Component, supervise
 from tests.bundles import manifest_dict
 
@@ -41,7 +42,7 @@ FAST = {
     "ABACO__SPAWNER__HEARTBEAT": "0.5",
     "ABACO__SPAWNER__DRAIN_DEADLINE": "5",
     "ABACO__HEALTH__INTERVAL": "0.3",
-    "ABACO__HEALTH__MISSED_HEARTBEATS": "4",
+    "ABACO__HEALTH__MISSED_HEARTBEATS": "6",
     "ABACO__HEALTH__IDLE_TIMEOUT": "600",
     "ABACO__SCHEDULER__RETRY_INTERVAL": "0.2",
 }
@@ -101,6 +102,10 @@ class Platform:
     nursery: trio.Nursery
     spawners: dict[str, trio.Process] = attrs.Factory(dict)
 
+    def settings(self) -> Settings:
+        """The platform's settings, as its components read them."""
+        return load_settings(environ=self.env)
+
     async def start_spawner(self, host_id: str, *, capacity: int = 8, labels: str = "") -> None:
         """Start a spawner process for host ``host_id`` and wait until it registered."""
         argv = [sys.executable, "-m", "abaco", "spawner", "--host-id", host_id]
@@ -136,8 +141,13 @@ class Platform:
 
 
 @pytest.fixture
-async def platform(valkey_server: EmbeddedValkey, tmp_path: Path) -> AsyncIterator[Platform]:
-    """api, scheduler and health as processes, one spawner ``host-a``, the echo bundle."""
+async def platform(
+    request: pytest.FixtureRequest, valkey_server: EmbeddedValkey, tmp_path: Path
+) -> AsyncIterator[Platform]:
+    """api, scheduler and health as processes, one spawner ``host-a``, the echo bundle.
+
+    Parametrize it indirectly with a dict of ``ABACO__*`` variables to change settings.
+    """
     port = _free_port()
     token = secrets.token_urlsafe(16)
     env = {
@@ -148,6 +158,7 @@ async def platform(valkey_server: EmbeddedValkey, tmp_path: Path) -> AsyncIterat
         "ABACO__API__PORT": str(port),
         "ABACO__AUTH__ADMIN_TOKEN": token,
         "ABACO__LOGGING__LEVEL": "warning",
+        **getattr(request, "param", {}),
     }
     components = [
         Component(name, [sys.executable, "-m", "abaco", name])

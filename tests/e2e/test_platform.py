@@ -9,7 +9,7 @@ from tests.e2e._steps import finished, ready_actor, result, send, wait_workers
 
 async def test_an_actor_from_a_pushed_bundle_runs_200_messages_with_logs_and_results(platform):
     http = platform.http
-    actor = await ready_actor(http)
+    actor = await ready_actor(http, max_workers=2)
     await result(await http.post(f"/actors/{actor['id']}/workers", json={"num": 2}))
     await wait_workers(http, actor["id"], 2)
     ids: list[str] = []
@@ -53,3 +53,26 @@ async def test_a_synchronous_message_returns_the_result(platform):
     assert answer.status_code == 200, answer.text
     assert answer.content == b"result now"
     assert answer.headers["content-type"] == "application/octet-stream"
+
+
+async def test_aborting_a_running_execution_kills_the_run_and_frees_the_worker(platform):
+    http = platform.http
+    actor = await ready_actor(http)
+    long = await send(http, actor["id"], "sleep:30")
+    path = f"/actors/{actor['id']}/executions/{long}"
+    with trio.fail_after(30):
+        while True:
+            if (await result(await http.get(path)))["status"] == "RUNNING":
+                break
+            await trio.sleep(0.05)
+    answer = await http.delete(path)
+    assert answer.json()["message"] == f"Issued force quit command for execution {long}."
+    aborted = await finished(http, actor["id"], long)
+    assert (aborted["status"], aborted["status_message"]) == (
+        "ABORTED",
+        "Issued force quit command",
+    )
+    with trio.fail_after(20):  # the worker is free again well before the 30 s sleep ends
+        after = await finished(http, actor["id"], await send(http, actor["id"], "next"))
+    assert after["status"] == "COMPLETE"
+    assert after["worker_id"] == aborted["worker_id"]

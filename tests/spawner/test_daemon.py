@@ -312,7 +312,7 @@ async def test_workers_do_not_outlive_a_killed_spawner(scheduler, bundle, stores
         worker = await start_one(stores, hub, fast, actor)
         process.kill()
         await process.wait()
-        await wait_worker(stores, worker.id, WorkerStatus.SHUTTING_DOWN)
+        await wait_worker(stores, worker.id, WorkerStatus.ERROR)
         await wait_dead(worker.pid)
     finally:
         process.kill()
