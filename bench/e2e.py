@@ -1,0 +1,516 @@
+"""End to end: the abaco platform through its HTTP API, next to RQ and Celery, in one run.
+
+One embedded Valkey serves all three systems, each on a database of its own (abaco 1,
+RQ 2, Celery 3). Each runs the same two workloads on a trivial Python function and two
+workers:
+
+* **throughput**: ``--messages`` messages (2,000), sent ``--concurrency`` (32) at a time,
+  timed from the first send until every one has finished; messages/s is the count over
+  that time;
+* **latency**: ``--sync`` (300) messages one after the other, each sent and its answer
+  awaited; p50/p95/p99 of those round trips.
+
+abaco runs as its users run it: ``abaco up`` as a child process (api, scheduler, health,
+spawner, persistence and janitor, each a process of its own) on the shared Valkey, driven
+only over HTTP with httpx. The bench pushes a bundle whose handler does nothing, registers
+an actor on it (``max_workers`` 2, so that the autoscaler does not add more), asks for two
+workers and waits until both are READY. Throughput: ``POST /actors/ID/messages``; the run
+ends when the mailbox is empty (``GET /actors/ID/messages``: a worker acknowledges a
+message only after its execution is COMPLETE or ERROR), which ``GET /actors/ID/executions``
+then confirms for every execution sent (the summary reads every record, so polling it
+alone would load the two cores the workers need). Latency: ``POST
+/actors/ID/messages?_abaco_synchronous=true``, answered with the execution's logs. The
+platform then stops on SIGINT. Settings the bench changes from the defaults: the per-user
+request rate (the burst would get 429s) and the drain deadlines (a quicker stop).
+
+RQ and Celery (:mod:`bench._e2e_baselines`): two RQ worker processes; one Celery worker
+with a prefork pool of two. Every system first runs one warm-up message per worker, not
+counted. The box has two cores and may be shared: compare within one run.
+
+Run::
+
+    .venv/bin/python bench/e2e.py                         # 2,000 + 300 on all three
+    .venv/bin/python bench/e2e.py --quick                 # seconds: a smoke test
+    .venv/bin/python bench/e2e.py --only abaco --messages 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from abaco.actors.sandbox import find_bwrap
+from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
+from abaco.valkey import EmbeddedValkey
+from bench._e2e_baselines import BaselineFailed, Figures, run_celery, run_rq
+from bench._machine import machine
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from abaco.valkey import AppendFsync
+
+SYSTEMS = ("abaco", "rq", "celery")
+_DATABASES = {"abaco": 1, "rq": 2, "celery": 3}
+_WORKERS = 2
+_HANDLER = "def handle(message):\n    pass\n"
+_MANIFEST = {
+    "spec": "abaco.bundle/v1",
+    "name": "abaco.bench/noop",
+    "version": "1.0.0",
+    "runtime": {"type": "python", "entry_point": "noop:handle"},
+}
+# Seconds allowed for the platform to come up, an actor or its workers to get READY.
+_SETUP_TIMEOUT = 120.0
+# Seconds `abaco up` gets to stop after SIGINT (its drain deadlines are set to 5 s).
+_STOP_TIMEOUT = 60.0
+_POLL = 0.01
+
+
+class BenchFailed(RuntimeError):
+    """The platform did not do what the benchmark asked of it; says which step and why."""
+
+
+# -- the platform, as a child process ------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _platform_env(state: Path, redis_url: str, db: int, port: int, token: str) -> dict[str, str]:
+    # Nothing of the caller's abaco configuration: the run is the defaults plus these.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABACO")}
+    root = str(Path(__file__).resolve().parent.parent)
+    path = env.get("PYTHONPATH")
+    env.update(
+        {
+            "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root,
+            "ABACO__STATE__DIR": str(state),
+            "ABACO__REDIS__URL": redis_url,
+            "ABACO__REDIS__DB": str(db),
+            "ABACO__API__PORT": str(port),
+            "ABACO__AUTH__ADMIN_TOKEN": token,
+            # One client sending thousands of messages is the workload, not abuse.
+            "ABACO__API__REQUESTS_PER_SECOND": "1000000",
+            # Only the stop at the end waits on these.
+            "ABACO__SPAWNER__DRAIN_DEADLINE": "5",
+            "ABACO__WORKER__STOP_DEADLINE": "5",
+        }
+    )
+    return env
+
+
+def _ours(state: Path) -> list[int]:
+    """Processes started with our state dir in their environment: the platform's."""
+    marker = f"ABACO__STATE__DIR={state}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+@contextlib.contextmanager
+def _abaco_up(env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``abaco up`` as a child; stopped with SIGINT, then made sure nothing of it is left."""
+    state = Path(env["ABACO__STATE__DIR"])
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "abaco", "up"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"abaco up did not stop within {_STOP_TIMEOUT:.0f} s: killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            # Components and workers have groups of their own; kill any the stop missed.
+            left = _ours(state)
+            if left:
+                print(f"left behind by abaco up, killed: {left}")
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+
+# -- talking to the API --------------------------------------------------------------------
+
+
+def _result(response: httpx.Response, step: str) -> Any:
+    """The ``result`` of an Abaco envelope; BenchFailed with the API's message otherwise."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text[:300]}
+    if response.status_code >= 400 or body.get("status") != "success":
+        raise BenchFailed(f"{step}: the API answered {response.status_code}: {body.get('message')}")
+    return body.get("result")
+
+
+async def _until(
+    step: str, timeout: float, check: Callable[[], Awaitable[Any]], interval: float = 0.1
+) -> Any:
+    """Call ``check`` until it returns something other than None, for ``timeout`` seconds."""
+    with trio.move_on_after(timeout):
+        while True:
+            value = await check()
+            if value is not None:
+                return value
+            await trio.sleep(interval)
+    raise BenchFailed(f"{step}: not done after {timeout:.0f} s")
+
+
+async def _wait_healthy(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    async def check() -> bool | None:
+        if process.poll() is not None:
+            raise BenchFailed(f"abaco up exited with status {process.returncode}")
+        try:
+            response = await http.get("/healthz")
+        except httpx.TransportError:
+            return None  # not listening yet
+        return True if response.status_code == 200 else None
+
+    await _until("waiting for GET /healthz", _SETUP_TIMEOUT, check)
+
+
+async def _push_bundle(http: httpx.AsyncClient, scratch: Path) -> str:
+    source = scratch / "bundle-src"
+    source.mkdir()
+    (source / "noop.py").write_text(_HANDLER)
+    (source / "Manifest.json").write_text(json.dumps(_MANIFEST))
+    dist = scratch / "dist"
+    dist.mkdir()
+    path = build_bundle(source, dist)
+    bundle = inspect_archive(path, limits=ArchiveLimits()).bundle_id
+    data = path.read_bytes()
+    response = await http.put(
+        f"/bundles/{bundle.group}/{bundle.id}/{bundle.version}",
+        content=data,
+        headers={"Bundle-Sha256": hashlib.sha256(data).hexdigest()},
+    )
+    _result(response, "pushing the bundle")
+    return str(bundle)
+
+
+async def _ready_actor(http: httpx.AsyncClient, image: str) -> str:
+    """An actor on ``image`` with two READY workers."""
+    body = {"image": image, "name": "bench-noop", "max_workers": _WORKERS}
+    actor_id = str(_result(await http.post("/actors", json=body), "registering the actor")["id"])
+
+    async def actor_ready() -> bool | None:
+        actor = _result(await http.get(f"/actors/{actor_id}"), "reading the actor")
+        if actor["status"] == "ERROR":
+            raise BenchFailed(f"the actor went to ERROR: {actor.get('status_message', '')}")
+        return True if actor["status"] == "READY" else None
+
+    await _until("waiting for the actor to be READY", _SETUP_TIMEOUT, actor_ready)
+    asked = await http.post(f"/actors/{actor_id}/workers", json={"num": _WORKERS})
+    _result(asked, "asking for workers")
+
+    async def workers_ready() -> bool | None:
+        workers = _result(await http.get(f"/actors/{actor_id}/workers"), "reading workers")
+        ready = [w for w in workers if w["status"] == "READY"]
+        return True if len(ready) >= _WORKERS else None
+
+    await _until(f"waiting for {_WORKERS} READY workers", _SETUP_TIMEOUT, workers_ready)
+    return actor_id
+
+
+async def _send(http: httpx.AsyncClient, actor_id: str, text: str) -> str:
+    sent = await http.post(f"/actors/{actor_id}/messages", json={"message": text})
+    return str(_result(sent, f"sending {text!r}")["execution_id"])
+
+
+async def _send_all(
+    http: httpx.AsyncClient, actor_id: str, messages: int, concurrency: int
+) -> list[str]:
+    """Send ``messages`` messages, ``concurrency`` requests in flight; the execution ids."""
+    ids: list[str] = []
+    numbers = iter(range(messages))
+
+    async def sender() -> None:
+        # ``numbers`` is shared: each number is taken by one sender.
+        ids.extend([await _send(http, actor_id, f"message {number}") for number in numbers])
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(sender)
+    return ids
+
+
+async def _statuses(http: httpx.AsyncClient, actor_id: str) -> dict[str, str]:
+    """Every execution of the actor and its status, page by page."""
+    statuses: dict[str, str] = {}
+    offset, limit = 0, 1000
+    while True:
+        page = _result(
+            await http.get(
+                f"/actors/{actor_id}/executions", params={"limit": limit, "offset": offset}
+            ),
+            "listing executions",
+        )
+        statuses.update((e["id"], e["status"]) for e in page["executions"])
+        offset += limit
+        if offset >= page["total_executions"]:
+            return statuses
+
+
+async def _until_complete(
+    http: httpx.AsyncClient, actor_id: str, ids: list[str], timeout: float
+) -> float:
+    """Wait until every execution in ``ids`` is COMPLETE; when, on ``perf_counter``."""
+
+    async def mailbox_empty() -> float | None:
+        count = _result(await http.get(f"/actors/{actor_id}/messages"), "counting messages")
+        return time.perf_counter() if count["messages"] == 0 else None
+
+    emptied: float = await _until("waiting for the mailbox", timeout, mailbox_empty, _POLL)
+
+    async def all_complete() -> float | None:
+        checked = time.perf_counter()
+        statuses = await _statuses(http, actor_id)
+        states = [statuses.get(i, "MISSING") for i in ids]
+        failed = [s for s in states if s in ("ERROR", "ABORTED", "MISSING")]
+        if failed:
+            raise BenchFailed(f"{len(failed)} executions did not complete: {sorted(set(failed))}")
+        return checked if all(s == "COMPLETE" for s in states) else None
+
+    checked: float = await _until("waiting for COMPLETE executions", timeout, all_complete)
+    # The first check normally confirms the empty mailbox; if not, its own time counts.
+    return checked if checked - emptied > 0.5 else emptied
+
+
+async def _round_trip(http: httpx.AsyncClient, actor_id: str, text: str) -> None:
+    answer = await http.post(
+        f"/actors/{actor_id}/messages",
+        params={"_abaco_synchronous": "true"},
+        json={"message": text},
+    )
+    if answer.status_code != 200:
+        _result(answer, f"synchronous message {text!r}")
+        raise BenchFailed(f"synchronous message {text!r}: answered {answer.status_code}")
+
+
+async def _abaco_workloads(
+    url: str, token: str, process: subprocess.Popen[bytes], scratch: Path, options: Options
+) -> Figures:
+    limits = httpx.Limits(max_connections=options.concurrency + 4)
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=options.timeout,
+        limits=limits,
+    ) as http:
+        await _wait_healthy(http, process)
+        image = await _push_bundle(http, scratch)
+        actor_id = await _ready_actor(http, image)
+        for number in range(_WORKERS):
+            await _round_trip(http, actor_id, f"warm-up {number}")
+
+        start = time.perf_counter()
+        ids = await _send_all(http, actor_id, options.messages, options.concurrency)
+        end = await _until_complete(http, actor_id, ids, options.timeout)
+        seconds = end - start
+
+        latencies = []
+        for number in range(options.sync):
+            began = time.perf_counter()
+            await _round_trip(http, actor_id, f"sync {number}")
+            latencies.append(time.perf_counter() - began)
+    return Figures(options.messages, seconds, latencies)
+
+
+def run_abaco(valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figures:
+    """The whole platform under ``abaco up`` on ``valkey``, driven over HTTP."""
+    db = _DATABASES["abaco"]
+    port = _free_port()
+    token = secrets.token_urlsafe(24)
+    state = scratch / "abaco-state"
+    redis_url = f"redis://{valkey.host}:{valkey.port}/{db}"
+    env = _platform_env(state, redis_url, db, port, token)
+    log = scratch / "abaco-up.log"
+    try:
+        with _abaco_up(env, scratch, log) as process:
+            return trio.run(
+                _abaco_workloads, f"http://127.0.0.1:{port}", token, process, scratch, options
+            )
+    except BaseException:
+        _print_tail("abaco up", log)
+        raise
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+class Options:
+    """Sizes and choices from the command line."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        quick = bool(args.quick)
+        self.messages: int = args.messages or (50 if quick else 2000)
+        self.sync: int = args.sync or (10 if quick else 300)
+        self.concurrency: int = args.concurrency
+        self.timeout: float = args.timeout
+        self.appendfsync: AppendFsync = args.appendfsync
+        self.only: list[str] = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = set(self.only) - set(SYSTEMS)
+        if unknown or not self.only:
+            raise SystemExit(f"--only takes some of {', '.join(SYSTEMS)}, not {args.only!r}")
+
+
+def _print_tail(what: str, log: Path, chars: int = 4000) -> None:
+    with contextlib.suppress(OSError):
+        print(f"--- last output of {what} ({log}) ---")
+        print(log.read_text(errors="replace")[-chars:])
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted samples, in ms."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000
+
+
+class Row:
+    """One line of the table."""
+
+    def __init__(self, system: str, figures: Figures) -> None:
+        ordered = sorted(figures.latencies)
+        self.system = system
+        self.rate = figures.rate
+        self.p50, self.p95, self.p99 = (_percentile(ordered, q) for q in (0.50, 0.95, 0.99))
+
+    def __str__(self) -> str:
+        return (
+            f"| {self.system} | {self.rate:,.0f} | {self.p50:.1f} | {self.p95:.1f} "
+            f"| {self.p99:.1f} |"
+        )
+
+
+def _ratios(abaco: Row, other: Row) -> str:
+    return (
+        f"abaco/{other.system}: throughput {abaco.rate / other.rate:.2f}x, latency p50 "
+        f"{abaco.p50 / other.p50:.2f}x, p95 {abaco.p95 / other.p95:.2f}x, "
+        f"p99 {abaco.p99 / other.p99:.2f}x"
+    )
+
+
+def _run(system: str, valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figures:
+    base = f"redis://{valkey.host}:{valkey.port}/{_DATABASES[system]}"
+    if system == "abaco":
+        return run_abaco(valkey, scratch, options)
+    log = scratch / f"{system}-workers.log"
+    try:
+        if system == "rq":
+            return run_rq(
+                base,
+                messages=options.messages,
+                sync=options.sync,
+                concurrency=options.concurrency,
+                workers=_WORKERS,
+                log=log,
+            )
+        return run_celery(
+            base,
+            messages=options.messages,
+            sync=options.sync,
+            concurrency=options.concurrency,
+            log=log,
+        )
+    except BaseException:
+        _print_tail(f"the {system} workers", log)
+        raise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, help="messages in the throughput run (2000)")
+    parser.add_argument("--sync", type=int, help="synchronous round trips (300)")
+    parser.add_argument(
+        "--only", default=",".join(SYSTEMS), help="systems to run, comma-separated (all)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="sends in flight in the throughput run (32)"
+    )
+    parser.add_argument("--quick", action="store_true", help="50 messages, 10 round trips")
+    parser.add_argument(
+        "--appendfsync",
+        choices=["always", "everysec"],
+        default="always",
+        help="Valkey's AOF fsync policy (always: abaco's default)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds any one wait may take (600)"
+    )
+    options = Options(parser.parse_args())
+    print(machine())
+    print(
+        f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
+        f"synchronous round trips per system, {_WORKERS} workers each, one Valkey "
+        f"(appendfsync {options.appendfsync}); bubblewrap "
+        f"{'present: abaco sandboxes' if find_bwrap() else 'absent: abaco runs unsandboxed'}",
+        flush=True,
+    )
+    rows: dict[str, Row] = {}
+    with tempfile.TemporaryDirectory(prefix="abe2e-", dir="/tmp") as directory:
+        scratch = Path(directory)
+        with EmbeddedValkey(scratch / "valkey", appendfsync=options.appendfsync) as valkey:
+            for system in options.only:
+                began = time.perf_counter()
+                try:
+                    figures = _run(system, valkey, scratch, options)
+                except (BenchFailed, BaselineFailed) as exc:
+                    raise SystemExit(f"{system}: {exc}") from None
+                rows[system] = Row(system, figures)
+                took = time.perf_counter() - began
+                print(f"{system}: done in {took:.0f} s", flush=True)
+    print()
+    print("| system | throughput msg/s | p50 ms | p95 ms | p99 ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows.values():
+        print(row)
+    if "abaco" in rows:
+        print()
+        for other in ("rq", "celery"):
+            if other in rows:
+                print(_ratios(rows["abaco"], rows[other]))
+
+
+if __name__ == "__main__":
+    main()
