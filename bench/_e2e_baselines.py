@@ -159,14 +159,19 @@ def run_rq(
 ) -> Figures:
     """RQ: ``workers`` worker processes on ``url``; the throughput run, then the round trips."""
     from redis import Redis
-    from rq import Queue
+    from rq import Queue, Worker
 
     connection = Redis.from_url(url)
     connection.flushdb()
     queue = Queue(_QUEUE, connection=connection)
     argvs = [_this_module("rq-worker", url) for _ in range(workers)]
     with _children(argvs, log) as processes:
-        # Once worked, a job proves its worker is up; the first ones also import and warm.
+        deadline = time.monotonic() + 60
+        while Worker.count(queue=queue) < workers:
+            _check_alive(processes, log)
+            if time.monotonic() > deadline:
+                raise BaselineFailed(f"RQ: {workers} workers did not register within 60 s")
+            time.sleep(0.05)
         for number in range(workers):
             job = queue.enqueue(noop, f"warm-up {number}")
             if job.latest_result(timeout=60) is None:
