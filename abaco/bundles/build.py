@@ -74,6 +74,7 @@ def build_bundle(
     if isinstance(manifest.runtime, PythonRuntime):
         _check_entry_module(manifest.runtime, files, source)
     directory = Path.cwd() if output is None else Path(output)
+    directory.mkdir(parents=True, exist_ok=True)
     target = directory / manifest.bundle_id.file_name
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".tmp", dir=directory
