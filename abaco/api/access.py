@@ -6,52 +6,174 @@ actor is created, an admin of the tenant may do anything, and a grant to the use
 fields that take resources from others (``privileged``, ``max_workers``, ``max_cpus``,
 ``mem_limit``, ``queue``); limited users may not either. Refusals are 403 with Abaco's
 messages.
+
+An alias works wherever an actor id does: :func:`actor_for` resolves it, and the check is
+then on the actor. Aliases have permissions of their own (keyed by the alias name, which
+can never be an actor id), needed to manage the alias itself. A request authenticated by
+a nonce gets at most the nonce's level, and only on the nonce's actor or alias.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from abaco.actors.ids import is_valid_id
 from abaco.actors.models import PermissionLevel
-from abaco.api.context import identity, stores
+from abaco.api.context import identity, nonce_grant, stores
 from abaco.auth import Role
-from abaco.errors import NotFound, PermissionDenied
+from abaco.errors import BadRequest, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
-    from abaco.actors.models import Actor
+    from abaco.actors.models import Actor, Alias
     from abaco.api.schemas import ActorSpec
 
-__all__ = ["WORLD_USER", "actor_for", "check_privileged", "level_of", "require_admin"]
+__all__ = [
+    "RESERVED_ALIASES",
+    "WORLD_USER",
+    "actor_for",
+    "alias_for",
+    "alias_level",
+    "check_alias_name",
+    "check_privileged",
+    "is_alias_name",
+    "level_of",
+    "require_admin",
+]
 
 #: A grant to this user is a grant to every user of the tenant.
 WORLD_USER = "ABACO_WORLD"
 
 
-async def level_of(actor: Actor) -> PermissionLevel:
-    """The caller's level on ``actor``."""
+#: Names under /actors that are routes (or were in Abaco), so never aliases.
+RESERVED_ALIASES = frozenset(
+    {
+        "adapters",
+        "admin",
+        "aliases",
+        "configs",
+        "cron",
+        "executions",
+        "logs",
+        "messages",
+        "metrics",
+        "nonces",
+        "permissions",
+        "search",
+        "state",
+        "utilization",
+        "workers",
+    }
+)
+
+# URL-safe without escaping ("unreserved" in RFC 3986); the first character is a letter or
+# digit, so "." and ".." (which clients normalise away) and store keys such as "_ids" are out.
+_ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+
+# What may be looked up as an actor id: not a store's own key ("_ids"), no ":" or spaces.
+_IDENTIFIER = re.compile(r"[^_:\s][^:\s]*")
+
+
+def check_alias_name(name: str) -> None:
+    """BadRequest, saying why, unless ``name`` may be an alias."""
+    if not _ALIAS_NAME.fullmatch(name):
+        raise BadRequest(
+            f"Invalid alias description: alias {name!r} must be 1 to 128 letters, digits, "
+            "'.', '_', '~' or '-', starting with a letter or digit."
+        )
+    if name.lower() in RESERVED_ALIASES:
+        raise BadRequest(
+            f"{name} is a reserved word. The following reserved words cannot be used for an "
+            f"alias: {sorted(RESERVED_ALIASES)}."
+        )
+    if is_valid_id(name):
+        # Aliases and actor ids share the path segment and the permission store's keys.
+        raise BadRequest("Invalid alias description. Alias cannot be an Abaco hash id.")
+
+
+def is_alias_name(name: str) -> bool:
+    """Whether ``name`` may be an alias."""
+    try:
+        check_alias_name(name)
+    except BadRequest:
+        return False
+    return True
+
+
+async def _own_level(resource_id: str) -> PermissionLevel:
     caller = identity()
     if caller.is_admin:
         return PermissionLevel.UPDATE
     permissions = stores().permissions
     return max(
-        await permissions.level(actor.id, caller.user),
-        await permissions.level(actor.id, WORLD_USER),
+        await permissions.level(resource_id, caller.user),
+        await permissions.level(resource_id, WORLD_USER),
     )
 
 
+async def level_of(actor: Actor) -> PermissionLevel:
+    """The caller's level on ``actor`` (under a nonce: at most the nonce's, on its actor)."""
+    level = await _own_level(actor.id)
+    grant = nonce_grant()
+    if grant is None:
+        return level
+    return min(level, grant.level) if grant.actor_id == actor.id else PermissionLevel.NONE
+
+
+async def alias_level(alias: Alias) -> PermissionLevel:
+    """The caller's level on the alias itself (not on its actor)."""
+    level = await _own_level(alias.alias)
+    grant = nonce_grant()
+    if grant is None:
+        return level
+    return min(level, grant.level) if grant.alias == alias.alias else PermissionLevel.NONE
+
+
+async def _find_actor(identifier: str) -> Actor:
+    missing = NotFound(f"No actor found with identifier: {identifier}.")
+    if not _IDENTIFIER.fullmatch(identifier):
+        raise missing
+    st = stores()
+    try:
+        return await st.actors.get(identifier)
+    except NotFound:
+        if not is_alias_name(identifier):
+            raise missing from None
+    try:
+        alias = await st.aliases.get(identifier)
+        return await st.actors.get(alias.actor_id)
+    except NotFound:
+        raise missing from None
+
+
 async def actor_for(actor_id: str, level: PermissionLevel) -> Actor:
-    """The actor ``actor_id`` if the caller has ``level`` on it.
+    """The actor ``actor_id`` (an actor id or an alias) if the caller has ``level`` on it.
 
     NotFound (404) when there is no such actor in the caller's tenant, PermissionDenied
     (403) when the caller's level is lower.
     """
-    try:
-        actor = await stores().actors.get(actor_id)
-    except NotFound:
-        raise NotFound(f"No actor found with identifier: {actor_id}.") from None
+    actor = await _find_actor(actor_id)
     if await level_of(actor) < level:
         raise PermissionDenied("Not authorized -- you do not have access to this actor.")
     return actor
+
+
+async def alias_for(name: str, level: PermissionLevel) -> Alias:
+    """The alias ``name`` if the caller has ``level`` on the alias itself.
+
+    NotFound (404) when there is no such alias, PermissionDenied (403) when the caller's
+    level is lower.
+    """
+    missing = NotFound(f"No alias found: {name}.")
+    if not is_alias_name(name):
+        raise missing
+    try:
+        alias = await stores().aliases.get(name)
+    except NotFound:
+        raise missing from None
+    if await alias_level(alias) < level:
+        raise PermissionDenied("Not authorized -- you do not have access to this alias.")
+    return alias
 
 
 def require_admin(what: str) -> None:

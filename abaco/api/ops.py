@@ -16,7 +16,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from quart import Blueprint, Response, current_app, g, request
 
 import abaco
-from abaco.api.schemas import ActorSpec, PermissionSpec, WorkersSpec, json_schema
+from abaco.api.schemas import (
+    ActorSpec,
+    AliasSpec,
+    NonceSpec,
+    PermissionSpec,
+    WorkersSpec,
+    json_schema,
+)
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -32,6 +39,17 @@ _BODIES: dict[str, dict[str, Any]] = {
     "actors.grant_permission": json_schema(PermissionSpec),
     "actors.set_state": {},
     "workers.ensure_workers": json_schema(WorkersSpec),
+    "aliases.create_alias": {**json_schema(AliasSpec), "required": ["alias", "actor_id"]},
+    "aliases.update_alias": {
+        **json_schema(AliasSpec),
+        "properties": {
+            k: v for k, v in json_schema(AliasSpec)["properties"].items() if k != "alias"
+        },
+        "required": ["actor_id"],
+    },
+    "aliases.grant_alias_permission": json_schema(PermissionSpec),
+    "nonces.create_nonce": json_schema(NonceSpec),
+    "nonces.create_alias_nonce": json_schema(NonceSpec),
 }
 
 _PAGING = [
@@ -42,6 +60,9 @@ _PAGING = [
 # Endpoint -> its query parameters.
 _QUERIES: dict[str, list[dict[str, Any]]] = {
     "actors.list_actors": _PAGING,
+    "aliases.list_aliases": _PAGING,
+    "nonces.list_nonces": _PAGING,
+    "nonces.list_alias_nonces": _PAGING,
     "executions.list_executions": _PAGING,
     "workers.list_workers": _PAGING,
     "executions.get_logs": [{"name": "follow", "in": "query", "schema": {"type": "boolean"}}],

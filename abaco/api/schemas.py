@@ -18,7 +18,15 @@ import cattrs.v
 
 from abaco.errors import BadRequest
 
-__all__ = ["ActorSpec", "PermissionSpec", "WorkersSpec", "json_schema", "parse"]
+__all__ = [
+    "ActorSpec",
+    "AliasSpec",
+    "NonceSpec",
+    "PermissionSpec",
+    "WorkersSpec",
+    "json_schema",
+    "parse",
+]
 
 Spec = TypeVar("Spec", bound=attrs.AttrsInstance)
 
@@ -67,6 +75,26 @@ class PermissionSpec:
 
     user: str
     level: str
+
+
+@attrs.frozen(kw_only=True)
+class AliasSpec:
+    """An alias (POST /actors/aliases needs ``alias`` and ``actor_id``; PUT only ``actor_id``)."""
+
+    alias: str | None = None
+    actor_id: str | None = None
+    description: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NonceSpec:
+    """A nonce (POST /actors/ID/nonces); every field has a default, so ``{}`` will do."""
+
+    #: READ, EXECUTE (the default) or UPDATE.
+    level: str | None = None
+    #: How many requests the nonce may authenticate; -1 (the default) is unlimited.
+    max_uses: int | None = None
+    description: str | None = None
 
 
 @attrs.frozen(kw_only=True)
