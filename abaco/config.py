@@ -232,6 +232,11 @@ class PersistenceSettings:
     """Seconds the API waits for a persistence actor to take a query of durable history."""
     processing_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
     """Seconds the API waits for a taken query's answer."""
+    write_through: bool = True
+    """Whether the API hands every accepted message to storage at once (write-through), so
+    that a restart after losing Redis runs it again; false: an execution reaches storage
+    only when it ends (write-back). Actors and permissions are written as they change either
+    way."""
 
 
 @attrs.frozen(kw_only=True)

@@ -1,10 +1,12 @@
 """What ``abaco up`` runs: the data layer, then every component under the supervisor.
 
 :func:`up` starts the embedded Valkey under the state dir (or uses the configured Redis),
-then each component as ``python -m abaco [--config PATH] NAME`` under
-:func:`~abaco.supervisor.supervise`, all told the Redis URL, the admin token, the state dir
-and the API's port through ``ABACO__*`` variables. It prints a short banner and runs until
-cancelled; the components stop first and the data layer last, as the blocks nest.
+restores actors and unfinished work from durable storage when that Redis has lost the
+platform's state (:func:`abaco.restore.restore`), then runs each component as
+``python -m abaco [--config PATH] NAME`` under :func:`~abaco.supervisor.supervise`, all
+told the Redis URL, the admin token, the state dir and the API's port through
+``ABACO__*`` variables. It prints a short banner and runs until cancelled; the components
+stop first and the data layer last, as the blocks nest.
 :func:`check` shows the data layer alone working.
 """
 
@@ -26,6 +28,8 @@ from abaco.actors.states import ExecutionStatus
 from abaco.auth import admin_token
 from abaco.channels import RequestChannel, Transport, open_hub
 from abaco.redis_client import open_configured_redis, open_redis
+from abaco.restore import restore, storage_url
+from abaco.storage import open_storage
 from abaco.stores import Stores
 from abaco.supervisor import Component, ComponentStatistics, supervise
 from abaco.valkey import open_embedded_valkey
@@ -122,6 +126,18 @@ async def check(settings: Settings) -> None:
         await _check_channels(redis, settings)
 
 
+async def _restore(settings: Settings, redis: Redis) -> None:
+    """Bring back from durable storage what a wiped Redis lost, and say what came back.
+
+    Before any component starts, so none sees a half-restored platform; the storage is
+    closed again before the persistence actors open it.
+    """
+    async with open_storage(storage_url(settings)) as storage:
+        report = await restore(settings, redis, storage)
+    if summary := report.summary():
+        _say(f"  restored     {summary}")
+
+
 def _free_port(host: str) -> int:
     family, kind, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
     with socket.socket(family, kind) as sock:
@@ -185,6 +201,7 @@ async def up(settings: Settings, config: str | None, demo: bool, show_token: boo
     api_url = f"http://{client_host(settings.api.host)}:{api_port}"
     async with _platform_redis(settings) as redis:
         _print_data_layer(redis, await redis.server_info(), settings)
+        await _restore(settings, redis)
         token = await trio.to_thread.run_sync(admin_token, settings)
         env = _platform_env(settings, settings.redis.url or redis.url, token, api_port)
         stop_deadline = (

@@ -26,6 +26,7 @@ from abaco.api.messages import purge_mailbox
 from abaco.api.schemas import ActorSpec, PermissionSpec, parse
 from abaco.control import remember_tenant, request_workers, stop_worker
 from abaco.errors import BadRequest, BundleError, NotFound
+from abaco.restore import persist_actor
 
 if TYPE_CHECKING:
     from abaco.bundles.repository import Repository
@@ -127,6 +128,7 @@ async def create_actor() -> dict[str, Any]:
     await st.permissions.grant(actor.id, caller.user, PermissionLevel.UPDATE)
     await remember_tenant(redis(), prefix, caller.tenant)
     await request_workers(st, hub(), prefix, actor, 1)
+    await persist_actor(st, hub(), settings(), actor.id)  # write-through (abaco.restore)
     return ok(actor_view(actor, api_server()), "Actor created successfully.")
 
 
@@ -173,6 +175,7 @@ async def update_actor(actor_id: str) -> dict[str, Any]:
     if restart:
         await _stop_workers(updated.id, "the actor was updated")
         await request_workers(st, hub(), settings().redis.key_prefix, updated, 1)
+    await persist_actor(st, hub(), settings(), updated.id)  # write-through (abaco.restore)
     return ok(actor_view(updated, api_server()), "Actor updated successfully.")
 
 
@@ -193,6 +196,7 @@ async def delete_actor(actor_id: str) -> dict[str, Any]:
     await st.actors.delete(actor.id)
     await st.permissions.delete(actor.id)
     await st.state.delete(actor.id)
+    await persist_actor(st, hub(), settings(), actor.id)  # write-through (abaco.restore)
     return ok(None, "Actor deleted successfully.")
 
 
@@ -241,4 +245,5 @@ async def grant_permission(actor_id: str) -> dict[str, Any]:
     if not spec.user or ":" in spec.user:
         raise BadRequest(f"Invalid permissions description: user {spec.user!r}.")
     await stores().permissions.grant(actor.id, spec.user, PermissionLevel[spec.level])
+    await persist_actor(stores(), hub(), settings(), actor.id)  # write-through (abaco.restore)
     return ok(await _permissions_view(actor), "Permission added successfully.")

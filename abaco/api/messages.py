@@ -33,6 +33,7 @@ from abaco.api.inputs import flag
 from abaco.control import request_workers
 from abaco.errors import BadRequest, ChannelTimeout, InvalidTransition, NotFound
 from abaco.logconfig import bind_ids
+from abaco.restore import persist_ended, persist_message
 
 if TYPE_CHECKING:
     from abaco.actors.models import Actor, Execution
@@ -140,6 +141,15 @@ async def send_message(actor_id: str) -> Any:
         environment=environment,
         username=identity().user,
     )
+    await persist_message(  # write-through (abaco.restore)
+        hub(),
+        settings(),
+        execution,
+        body=body,
+        content_type=content_type,
+        environment=environment,
+        username=identity().user,
+    )
     await _ensure_one_worker(actor)
     if synchronous:
         return await _synchronous_answer(await _finished(execution.id))
@@ -194,16 +204,20 @@ async def purge_mailbox(actor: Actor) -> int:
                 deliveries = await mailbox.get_many(100, timeout=0.05)
             except ChannelTimeout:
                 return purged
+            aborted = []
             for delivery in deliveries:
                 message = delivery.message
                 execution_id = message.get("execution_id") if isinstance(message, dict) else None
                 if isinstance(execution_id, str):
                     with contextlib.suppress(InvalidTransition, NotFound):
-                        await executions.move(
-                            execution_id,
-                            ExecutionStatus.ABORTED,
-                            status_message="The actor's mailbox was purged.",
+                        aborted.append(
+                            await executions.move(
+                                execution_id,
+                                ExecutionStatus.ABORTED,
+                                status_message="The actor's mailbox was purged.",
+                            )
                         )
+            await persist_ended(hub(), settings(), aborted)  # so restore won't rerun them
             await hub().ack_many(deliveries)
             purged += len(deliveries)
 
