@@ -4,6 +4,9 @@
   ``finished_longevity`` seconds ago keeps its record and results but loses its log.
 - One that failed (ERROR) and was stored more than ``failed_longevity`` seconds ago is
   deleted whole: record, log and results.
+- Either way its accepted message (the ``descriptor`` the API wrote through for
+  :mod:`abaco.restore`) goes with the log: once the outcome is stored it is not needed,
+  and it must not outlive a deleted outcome, or a restore would run the message again.
 
 Deleting what is already gone does nothing, so several janitors may run at once. A
 janitor sweeps only while the storage is idle, and tries again at the next interval.
@@ -71,6 +74,7 @@ async def sweep(
         )
         if finished:
             logs += await storage.delete_where(kind="log", ids=[r.id for r in finished])
+            await storage.delete_where(kind="descriptor", ids=[r.id for r in finished])
         if len(finished) < page:
             break
         offset += page
@@ -87,6 +91,8 @@ async def sweep(
             if result_ids:
                 results += await storage.delete_where(kind="result", ids=result_ids)
         logs += await storage.delete_where(kind="log", ids=ids)
+        # Before the outcome: a descriptor left without its outcome would run again.
+        await storage.delete_where(kind="descriptor", ids=ids)
         executions += await storage.delete_where(kind="outcome", ids=ids)
     return SweepReport(logs, executions, results)
 

@@ -8,6 +8,7 @@ platform's database.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import uuid
 
@@ -23,6 +24,7 @@ from abaco.api import create_app, serve_api
 from abaco.channels import open_hub
 from abaco.control import known_tenants, scheduler_inbox
 from abaco.errors import ChannelTimeout, NotFound
+from abaco.janitor import JanitorPolicy, sweep
 from abaco.persist_queue import EntityRecord, persist_queue_of, submit_records
 from abaco.persistence import drain
 from abaco.restore import restore
@@ -279,3 +281,38 @@ async def test_write_back_keeps_actors_but_not_waiting_messages(
 
     assert (report.actors, report.requeued) == (1, 0)
     assert await Stores.open(platform_redis, settings).actors.exists(actor_id)
+
+
+async def test_aborted_executions_are_not_run_again_after_a_restore(
+    client, hub, platform_redis, settings, storage, tmp_path
+):
+    await push_bundle(client, tmp_path)
+    actor_id = (await create_actor(client))["id"]
+    aborted = await _send(client, actor_id, json={"message": "stop that"})
+    answer = await client.delete(f"/actors/{actor_id}/executions/{aborted}")
+    assert answer.status_code == 200, answer.text
+    await _drain_all(hub, settings, storage)
+    await platform_redis.flushdb()
+
+    report = await restore(settings, platform_redis, storage)
+
+    assert (report.requeued, report.history) == (0, 1)
+    execution = await Stores.open(platform_redis, settings).executions.get(aborted)
+    assert execution.status == "ABORTED"
+
+
+async def test_the_janitor_deletes_a_message_with_its_execution(storage):
+    # A message left behind by a deleted outcome would look unfinished to a restore.
+    policy = JanitorPolicy(finished_longevity=3600, failed_longevity=7200)
+    for execution_id, status in (("ok", "COMPLETE"), ("bad", "ERROR"), ("new", "RUNNING")):
+        document = {"actor_id": "a1", "status": status}
+        await storage.store(
+            [
+                EntityRecord.of("descriptor", "a1", execution_id, document),
+                EntityRecord.of("outcome", "a1", execution_id, document),
+            ]
+        )
+    await sweep(storage, policy, now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=7201))
+    remaining = await storage.query(kind="descriptor")
+    assert [r.id for r in remaining] == ["new"]
+    assert sorted(r.id for r in await storage.query(kind="outcome")) == ["new", "ok"]

@@ -16,6 +16,7 @@ from abaco.api.envelope import ok
 from abaco.api.history import stored_execution, stored_log
 from abaco.api.inputs import collect, flag, paging
 from abaco.errors import BadRequest, InvalidTransition, NotFound
+from abaco.restore import persist_ended
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -102,6 +103,7 @@ async def abort_execution(actor_id: str, execution_id: str) -> dict[str, Any]:
         raise BadRequest(
             f"Cannot force quit execution {execution.id}: it is {current.status} now."
         ) from None
+    await persist_ended(hub(), settings(), [aborted])  # so restore won't rerun it
     if execution.status is ExecutionStatus.RUNNING and aborted.worker_id:
         # The worker kills the run when it hears of it (or sees the record at the end).
         control = control_of(hub(), settings().redis.key_prefix, actor.tenant, aborted.worker_id)
