@@ -121,7 +121,8 @@ def _operation(app: Quart, endpoint: str, method: str, params: list[str]) -> dic
             }
         }
     if endpoint not in ("healthz", "ops.metrics", "ops.openapi"):
-        operation["security"] = [{"bearer": []}]
+        # Either a bearer token or, on an actor's or alias's routes, ?x-nonce=ID.
+        operation["security"] = [{"bearer": []}, {"nonce": []}]
     return operation
 
 
@@ -140,7 +141,12 @@ def openapi_document(app: Quart) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "abaco", "version": abaco.__version__},
         "paths": dict(sorted(paths.items())),
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "nonce": {"type": "apiKey", "in": "query", "name": "x-nonce"},
+            }
+        },
     }
 
 

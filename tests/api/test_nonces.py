@@ -317,3 +317,15 @@ async def test_alias_nonces_need_the_level_on_the_alias_and_its_actor(
     finally:
         await alice.aclose()
         await bob.aclose()
+
+
+async def test_the_openapi_document_offers_x_nonce_beside_the_bearer_token(client, api_url):
+    async with httpx.AsyncClient(base_url=api_url) as anonymous:
+        document = (await anonymous.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["nonce"] == {"type": "apiKey", "in": "query", "name": "x-nonce"}
+    operation = document["paths"]["/actors/{actor_id}/nonces"]["post"]
+    assert operation["security"] == [{"bearer": []}, {"nonce": []}]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == {"level", "max_uses", "description"}
+    assert body["additionalProperties"] is False
