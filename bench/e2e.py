@@ -43,6 +43,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from abaco.actors.sandbox import find_bwrap
 from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
+from abaco.logconfig import configure_logging
 from abaco.valkey import EmbeddedValkey
 from bench._e2e_baselines import BaselineFailed, Figures, run_celery, run_rq
 from bench._machine import machine
@@ -262,17 +264,33 @@ async def _send(http: httpx.AsyncClient, actor_id: str, text: str) -> str:
 async def _send_all(
     http: httpx.AsyncClient, actor_id: str, messages: int, concurrency: int
 ) -> list[str]:
-    """Send ``messages`` messages, ``concurrency`` requests in flight; the execution ids."""
+    """Send ``messages`` messages, ``concurrency`` requests in flight; the execution ids.
+
+    The first request that fails stops the run: BenchFailed says which, and when.
+    """
     ids: list[str] = []
     numbers = iter(range(messages))
+    start = time.perf_counter()
+    failures: list[str] = []
 
-    async def sender() -> None:
+    async def sender(nursery: trio.Nursery) -> None:
         # ``numbers`` is shared: each number is taken by one sender.
-        ids.extend([await _send(http, actor_id, f"message {number}") for number in numbers])
+        for number in numbers:
+            try:
+                ids.append(await _send(http, actor_id, f"message {number}"))
+            except (httpx.HTTPError, BenchFailed) as exc:
+                failures.append(f"message {number}: {exc!r}")
+                nursery.cancel_scope.cancel()
+                return
 
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
-            nursery.start_soon(sender)
+            nursery.start_soon(sender, nursery)
+    if failures:
+        raise BenchFailed(
+            f"a send failed {time.perf_counter() - start:.1f} s into the run, after "
+            f"{len(ids)} had been answered: {failures[0]}"
+        )
     return ids
 
 
@@ -371,7 +389,7 @@ def run_abaco(valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figure
     state = scratch / "abaco-state"
     redis_url = f"redis://{valkey.host}:{valkey.port}/{db}"
     env = _platform_env(state, redis_url, db, port, token)
-    log = scratch / "abaco-up.log"
+    log = options.logs(scratch) / "abaco-up.log"
     try:
         with _abaco_up(env, scratch, log) as process:
             return trio.run(
@@ -395,10 +413,18 @@ class Options:
         self.concurrency: int = args.concurrency
         self.timeout: float = args.timeout
         self.appendfsync: AppendFsync = args.appendfsync
+        self.log_dir: Path | None = Path(args.logs) if args.logs else None
         self.only: list[str] = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = set(self.only) - set(SYSTEMS)
         if unknown or not self.only:
             raise SystemExit(f"--only takes some of {', '.join(SYSTEMS)}, not {args.only!r}")
+
+    def logs(self, scratch: Path) -> Path:
+        """Where the systems' output goes: ``--logs``, else the run's scratch directory."""
+        if self.log_dir is None:
+            return scratch
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir
 
 
 def _print_tail(what: str, log: Path, chars: int = 4000) -> None:
@@ -440,7 +466,7 @@ def _run(system: str, valkey: EmbeddedValkey, scratch: Path, options: Options) -
     base = f"redis://{valkey.host}:{valkey.port}/{_DATABASES[system]}"
     if system == "abaco":
         return run_abaco(valkey, scratch, options)
-    log = scratch / f"{system}-workers.log"
+    log = options.logs(scratch) / f"{system}-workers.log"
     try:
         if system == "rq":
             return run_rq(
@@ -483,7 +509,9 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds any one wait may take (600)"
     )
+    parser.add_argument("--logs", help="keep the systems' output in this directory")
     options = Options(parser.parse_args())
+    configure_logging("warning", "console")  # this process's own events: the Valkey's start
     print(machine())
     print(
         f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
@@ -496,15 +524,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="abe2e-", dir="/tmp") as directory:
         scratch = Path(directory)
         with EmbeddedValkey(scratch / "valkey", appendfsync=options.appendfsync) as valkey:
-            for system in options.only:
-                began = time.perf_counter()
-                try:
-                    figures = _run(system, valkey, scratch, options)
-                except (BenchFailed, BaselineFailed) as exc:
-                    raise SystemExit(f"{system}: {exc}") from None
-                rows[system] = Row(system, figures)
-                took = time.perf_counter() - began
-                print(f"{system}: done in {took:.0f} s", flush=True)
+            try:
+                for system in options.only:
+                    began, load = time.perf_counter(), os.getloadavg()[0]
+                    try:
+                        figures = _run(system, valkey, scratch, options)
+                    except (BenchFailed, BaselineFailed) as exc:
+                        _print_tail("Valkey", valkey.log_path, 1000)
+                        raise SystemExit(f"{system}: {exc}") from None
+                    rows[system] = Row(system, figures)
+                    print(
+                        f"{system}: done in {time.perf_counter() - began:.0f} s; load average "
+                        f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after",
+                        flush=True,
+                    )
+            finally:
+                if options.log_dir is not None:
+                    with contextlib.suppress(OSError):
+                        shutil.copy(valkey.log_path, options.logs(scratch) / "valkey.log")
     print()
     print("| system | throughput msg/s | p50 ms | p95 ms | p99 ms |")
     print("| --- | --- | --- | --- | --- |")
