@@ -316,3 +316,84 @@ async def test_the_janitor_deletes_a_message_with_its_execution(storage):
     remaining = await storage.query(kind="descriptor")
     assert [r.id for r in remaining] == ["new"]
     assert sorted(r.id for r in await storage.query(kind="outcome")) == ["new", "ok"]
+
+
+# `abaco up`, stopped, its Valkey data deleted, and started again ----------------------------
+
+
+async def _stored_messages(state):
+    async with open_storage(f"sqlite:///{state / 'records.db'}") as records:
+        return await records.count(kind="descriptor")
+
+
+@pytest.mark.slow
+async def test_abaco_up_restores_actors_and_unfinished_work_after_losing_valkey(tmp_path):
+    import secrets
+    import shutil
+    import signal
+
+    from tests.e2e._steps import finished, result
+    from tests.e2e.conftest import FAST, push_echo
+    from tests.test_cli import _free_port, _healthy, _run_up, _stop
+
+    state = tmp_path / "state"
+    port = _free_port()
+    token = secrets.token_urlsafe(16)
+    env = {
+        **FAST,
+        "ABACO__REDIS__URL": "",
+        "ABACO__STATE__DIR": str(state),
+        "ABACO__API__PORT": str(port),
+        "ABACO__AUTH__ADMIN_TOKEN": token,
+        "ABACO__WORKER__STOP_DEADLINE": "1",
+        "ABACO__LOGGING__LEVEL": "warning",
+    }
+    api = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=60) as http:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):
+                up = await nursery.start(_run_up, tmp_path, env)
+            assert "restored" not in up.stdout.decode()
+            await _healthy(api)
+            await push_echo(http, tmp_path)
+            actor = await result(
+                await http.post(
+                    "/actors", json={"image": "org.example/echo:1.0.0", "max_workers": 1}
+                )
+            )
+            sent = []
+            for message in ("sleep:2", "after the sleep"):
+                answer = await http.post(
+                    f"/actors/{actor['id']}/messages", json={"message": message}
+                )
+                sent.append((await result(answer))["execution_id"])
+
+            async def both_stored():
+                return await _stored_messages(state) == 2
+
+            await _eventually(both_stored, timeout=30)
+            assert await _stop(up, signal.SIGINT) == 0, up.output
+
+        shutil.rmtree(state / "valkey")  # Valkey's data is gone; records.db is not
+
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(60):
+                up = await nursery.start(_run_up, tmp_path, env)
+            assert "restored     1 actor, " in up.stdout.decode(), up.output
+            await _healthy(api)
+            restored = await result(await http.get(f"/actors/{actor['id']}"))
+            assert restored["image"] == actor["image"]
+            try:
+                for execution_id in sent:
+                    execution = await finished(http, actor["id"], execution_id, timeout=90)
+                    assert execution["status"] == "COMPLETE", execution
+            except BaseException:
+                # Shown by pytest with the failure: where the platform got stuck.
+                for path in ("", "/workers", "/executions"):
+                    print((await http.get(f"/actors/{actor['id']}{path}")).text)
+                print(up.output)
+                raise
+            logs = await result(await http.get(f"/actors/{actor['id']}/executions/{sent[1]}/logs"))
+            assert "echo after the sleep" in logs["logs"]
+            assert await _stop(up, signal.SIGINT) == 0, up.output

@@ -44,6 +44,9 @@ __all__ = ["BundleCache", "CacheStatistics", "FetchedBundle", "serve_fetcher"]
 
 _log = structlog.get_logger(__name__)
 
+#: Seconds a download keeps trying while nothing listens at the repository's address.
+_CONNECT_GRACE = 30.0
+
 
 @attrs.frozen
 class FetchedBundle:
@@ -167,7 +170,7 @@ class BundleCache:
         file, archive = await trio.to_thread.run_sync(self._new_download)
         try:
             with file:
-                digest, etag = await self._get(url, headers, file, bundle)
+                digest, etag = await self._get_patiently(url, headers, file, bundle)
             if digest is None and cached is not None:
                 self._hits += 1  # 304: the cached snapshot is current
                 cached.last_used = trio.current_time()
@@ -187,6 +190,27 @@ class BundleCache:
         self._downloads_dir.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=self._downloads_dir, suffix=".bpk")
         return os.fdopen(handle, "wb"), Path(name)
+
+    async def _get_patiently(
+        self, url: str, headers: dict[str, str], file: Any, bundle: BundleId
+    ) -> tuple[str | None, str]:
+        """:meth:`_get`, trying again for a while when the repository refuses connections.
+
+        It is starting, most likely: ``abaco up`` starts the API (the repository) and the
+        spawner at once, and workers restored from storage are asked for before either.
+        Nothing was sent or written when a connection fails, so trying again is safe.
+        """
+        deadline = trio.current_time() + _CONNECT_GRACE
+        delay = 0.1
+        while True:
+            try:
+                return await self._get(url, headers, file, bundle)
+            except StoreUnavailable as exc:
+                refused = isinstance(exc.__cause__, httpx.ConnectError)
+                if not refused or trio.current_time() + delay > deadline:
+                    raise
+            await trio.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
     async def _get(
         self, url: str, headers: dict[str, str], file: Any, bundle: BundleId
