@@ -14,8 +14,10 @@ is imported once in the worker, as RQ's and Celery's docs advise for speed, and 
 zygote does for an actor, instead of once per job in RQ's work horses.
 
 Throughput: ``messages`` jobs sent with ``concurrency`` threads, timed from the first send
-until every job has finished. Latency: one job sent and its result awaited, ``sync``
-times in a row; each round trip is a sample.
+until every job has finished (RQ: its finished-job registry counts them all; Celery: each
+result is fetched). Latency: one job sent and its result awaited (RQ: ``latest_result``
+with a timeout, Celery: ``delay().get()``), ``sync`` times in a row; each round trip is a
+sample.
 """
 
 from __future__ import annotations

@@ -123,19 +123,59 @@ def _platform_env(state: Path, redis_url: str, db: int, port: int, token: str) -
     return env
 
 
-def _ours(state: Path) -> list[int]:
-    """Processes started with our state dir in their environment: the platform's."""
-    marker = f"ABACO__STATE__DIR={state}".encode()
-    found = []
+def _process_table() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, start time), from /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
+            stat = (entry / "stat").read_text()
         except OSError:
-            continue  # gone, or not ours to read
+            continue  # gone already
+        # After the command name, which may hold spaces and parentheses: state, ppid, ...
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """The processes under ``root`` now: pid -> start time (which tells a reused pid)."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = table[child][1]
+            todo.append(child)
     return found
+
+
+def _marked(state: Path) -> dict[int, str]:
+    """Processes with our state dir in their environment (the platform's): pid -> start."""
+    marker = f"ABACO__STATE__DIR={state}".encode()
+    table = _process_table()
+    found = {}
+    for pid, (_, start) in table.items():
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found[pid] = start
+    return found
+
+
+def _kill_leftovers(started: dict[int, str]) -> None:
+    """SIGKILL those of ``started`` (pid -> start time) that still run."""
+    table = _process_table()
+    left = [pid for pid, start in started.items() if table.get(pid, (0, ""))[1] == start]
+    if left:
+        print(f"left behind by abaco up, killed: {sorted(left)}")
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -155,6 +195,9 @@ def _abaco_up(env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.
         try:
             yield process
         finally:
+            # Components and workers have process groups of their own, so the group of
+            # abaco up is not all of it: what ran under it, and what carries our state dir.
+            started = {**_descendants(process.pid), **_marked(state)}
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
             try:
@@ -164,13 +207,7 @@ def _abaco_up(env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-            # Components and workers have groups of their own; kill any the stop missed.
-            left = _ours(state)
-            if left:
-                print(f"left behind by abaco up, killed: {left}")
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            _kill_leftovers({**started, **_marked(state)})
 
 
 # -- talking to the API --------------------------------------------------------------------
