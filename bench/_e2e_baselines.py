@@ -63,6 +63,8 @@ class Figures:
     #: Jobs in the throughput run, and its wall time from first send to last finish.
     messages: int
     seconds: float
+    #: Of that time, until the last send was answered (the rest is the workers' backlog).
+    send_seconds: float
     #: Seconds of each synchronous round trip.
     latencies: list[float]
 
@@ -185,6 +187,7 @@ def run_rq(
 
         start = time.perf_counter()
         _send_all(lambda i: queue.enqueue(noop, f"message {i}"), messages, concurrency)
+        sent = time.perf_counter() - start
         while finished.count - before < messages:
             if failed.count:
                 raise BaselineFailed(f"RQ: {failed.count} jobs failed")
@@ -199,7 +202,7 @@ def run_rq(
                 raise BaselineFailed(f"RQ: job {job.id} ended {job.get_status()}: {result}")
 
         latencies = _round_trips(round_trip, sync)
-    return Figures(messages, seconds, latencies)
+    return Figures(messages, seconds, sent, latencies)
 
 
 def _rq_worker(url: str) -> None:
@@ -257,6 +260,7 @@ def run_celery(url: str, *, messages: int, sync: int, concurrency: int, log: Pat
 
             start = time.perf_counter()
             results = _send_all(lambda i: task().delay(f"message {i}"), messages, concurrency)
+            sent = time.perf_counter() - start
             for result in results:
                 result.get(timeout=600)
             seconds = time.perf_counter() - start
@@ -268,7 +272,7 @@ def run_celery(url: str, *, messages: int, sync: int, concurrency: int, log: Pat
     finally:
         for app in apps:
             app.close()
-    return Figures(messages, seconds, latencies)
+    return Figures(messages, seconds, sent, latencies)
 
 
 def _celery_worker(url: str) -> None:
