@@ -318,6 +318,35 @@ async def test_the_janitor_deletes_a_message_with_its_execution(storage):
     assert sorted(r.id for r in await storage.query(kind="outcome")) == ["new", "ok"]
 
 
+async def test_a_message_an_actor_sends_is_written_through_too(
+    hub, platform_redis, settings, storage, tmp_path
+):
+    from abaco.actors.ids import new_id
+    from abaco.actors.mailbox import submit
+    from abaco.actors.models import Actor
+    from tests.actors.test_worker import _bundle, start_worker, wait_execution
+
+    stores = Stores.open(platform_redis, settings)
+    sender, target = (
+        Actor(id=new_id(), name=name, owner="alice", image="org.example/echo:1.0.0")
+        for name in ("sender", "target")
+    )
+    for actor in (sender, target):
+        await stores.actors.put(actor)
+    mailbox = mailbox_of(hub, settings.redis.key_prefix, stores.tenant, sender.id)
+    async with trio.open_nursery() as nursery:
+        worker = await start_worker(nursery, settings, platform_redis, sender, _bundle(tmp_path))
+        execution = await submit(stores, mailbox, actor_id=sender.id, body=f"tell:{target.id}:hi")
+        await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+        worker.stopping.set()
+    await _drain_all(hub, settings, storage)
+
+    (sent,) = await storage.query(kind="descriptor", group=target.id)
+    document = json.loads(sent.json)
+    assert (document["actor_id"], document["message"]["body"]) == (target.id, "hi")
+    assert document["message"]["username"] == ""
+
+
 # `abaco up`, stopped, its Valkey data deleted, and started again ----------------------------
 
 

@@ -59,6 +59,7 @@ from abaco.errors import (
 )
 from abaco.logconfig import bind_ids, configure_logging
 from abaco.persist_queue import EntityRecord, persist_queue_of, submit_records
+from abaco.restore import persist_message
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
@@ -396,13 +397,22 @@ class WorkerProcess:
                 target = str(request["actor_id"])
                 if not await stores.actors.exists(target):
                     raise BadRequest(f"no actor {target!r} to send a message to")
-                await submit(
+                sent = await submit(
                     stores,
                     mailbox_of(self.hub, self.settings.redis.key_prefix, stores.tenant, target),
                     actor_id=target,
                     body=str(request["message"]),
                     username=message.username,
                     execution_id=str(request["execution_id"]),
+                )
+                await persist_message(  # write-through, as the API does (abaco.restore)
+                    self.hub,
+                    self.settings,
+                    sent,
+                    body=str(request["message"]),
+                    content_type="str",
+                    environment={},
+                    username=message.username,
                 )
         except (BadRequest, ValueError, KeyError, TypeError) as exc:
             await stores.logs.append(execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n")
