@@ -130,7 +130,9 @@ async def _restore(settings: Settings, redis: Redis) -> None:
     """Bring back from durable storage what a wiped Redis lost, and say what came back.
 
     Before any component starts, so none sees a half-restored platform; the storage is
-    closed again before the persistence actors open it.
+    closed again before the persistence actors open it. A storage that cannot be read stops
+    ``abaco up`` (:class:`~abaco.errors.StoreUnavailable`): starting without what it holds
+    would make the loss final, as the first new actor marks Redis live.
     """
     async with open_storage(storage_url(settings)) as storage:
         report = await restore(settings, redis, storage)

@@ -2,8 +2,8 @@
 
 Redis/Valkey holds the live state; durable storage receives records through the persist
 queue (:mod:`abaco.persist_queue`), drained by the persistence actors. Besides the
-worker's records of finished executions, the API writes through (never waiting for the
-database) what a restart needs::
+worker's records of finished executions, the API (and the worker, for a message one actor
+sends another) writes through what a restart needs, never waiting for the database::
 
     kind              group     id            json
     named-descriptor  tenant    actor id      {"actor_id", "deleted": false, "actor": the Actor
@@ -13,12 +13,14 @@ database) what a restart needs::
                                               {"body", "encoding": "text"|"base64",
                                                "content_type", "environment", "username"}
     outcome           actor id  execution id  the Execution dict once it ended (the worker;
-                                              here for executions aborted before they ran)
+                                              the API for those it aborts or purges)
 
 Storage keeps one row per ``(kind, id)`` and the latest write wins, so an actor's record
-always says how it was last seen. ``[persistence] write_through`` decides whether
-messages are written when accepted (true) or their executions only when they end (false,
-write-back); actors and permissions are written as they change either way.
+says how it was last seen (two changes of one actor drained by two persistence actors at
+once may land in either order; the next change of that actor puts it right).
+``[persistence] write_through`` decides whether messages are written when accepted
+(true) or their executions only when they end (false, write-back); actors and
+permissions are written as they change either way.
 
 :func:`restore` runs in ``abaco up`` before any component starts. It does something only
 when the platform's Redis has never seen an actor (no tenant is known: a fresh or wiped
