@@ -10,25 +10,28 @@
 Every command finds the API at ``--api URL``, else ``$ABACO_API``, else ``[api] host`` and
 ``port``, and sends ``--token``, else ``$ABACO_TOKEN``, else this machine's admin token
 (``abaco bundle push/list`` do the same). Listings and records print as fixed-width
-tables; ``--json`` prints the answer's ``result`` as JSON instead. This module parses
-nothing itself beyond its sub-commands' options and does no async work: requests go
-through the synchronous :class:`abaco.client.ApiClient`.
+tables; ``--json`` prints the answer's ``result`` as JSON instead.
+
+This module holds the sub-commands' options and the short commands; ``send`` and ``run``
+(waiting for an execution) live in :mod:`abaco._cli_messages`, the printing in
+:mod:`abaco._cli_output`. Nothing here is async: requests go through the synchronous
+:class:`abaco.client.ApiClient`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from abaco.client import TERMINAL_STATUSES, ApiClient
+from abaco import _cli_messages
+from abaco import _cli_output as output
+from abaco.client import ApiClient
 from abaco.errors import BadRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Mapping
 
     from abaco.config import Settings
 
@@ -36,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMANDS",
-    "EXIT_CODES",
-    "EXIT_UNFINISHED",
     "add_commands",
     "add_connection_options",
     "api_url",
@@ -47,16 +48,6 @@ __all__ = [
 
 #: The top-level commands this module adds.
 COMMANDS = frozenset({"actors", "send", "run", "executions", "workers"})
-
-#: ``abaco run``'s exit status for each way an execution ends.
-EXIT_CODES = {"COMPLETE": 0, "ERROR": 1, "ABORTED": 2}
-#: ``abaco run``'s exit status when the execution did not end within ``--timeout``.
-EXIT_UNFINISHED = 3
-
-# Query parameters the API reads itself: they cannot be environment variables.
-_RESERVED_ENV = frozenset({"message", "_abaco_synchronous", "x-nonce"})
-
-_SPINNER = "|/-\\"
 
 
 # -- where the API is, and who we are --------------------------------------------------------
@@ -101,11 +92,15 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 def add_commands(commands: Commands) -> None:
     """Add :data:`COMMANDS` to the ``abaco`` parser's sub-commands."""
     _add_actors(commands.add_parser("actors", help="register and manage actors"))
-    send = _command(commands, "send", _send, "send an actor a message", json_output=True)
+    send = _command(
+        commands, "send", _cli_messages.send, "send an actor a message", json_output=True
+    )
     _message_options(send)
     send.add_argument("--wait", action="store_true", help="wait for the execution to end")
     send.add_argument("--timeout", type=_seconds, help="with --wait: give up after SECONDS")
-    run = _command(commands, "run", _run, "send a message, stream its logs, exit with its outcome")
+    run = _command(
+        commands, "run", _cli_messages.run, "send a message, stream its logs, exit with its outcome"
+    )
     _message_options(run)
     run.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 3)")
     run.epilog = "exit status: 0 COMPLETE, 1 ERROR, 2 ABORTED, 3 not ended within --timeout"
@@ -268,18 +263,18 @@ def _actor_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _actors_create(client: ApiClient, args: argparse.Namespace) -> int:
-    _show(args, client.create_actor(_actor_fields(args)), _record)
+    output.show(args.json, client.create_actor(_actor_fields(args)), output.record)
     return 0
 
 
 def _actors_list(client: ApiClient, args: argparse.Namespace) -> int:
     actors = client.list_actors(limit=args.limit, offset=args.offset)
-    _show(args, actors, _actor_table)
+    output.show(args.json, actors, _actor_table)
     return 0
 
 
 def _actors_show(client: ApiClient, args: argparse.Namespace) -> int:
-    _show(args, client.get_actor(args.actor), _record)
+    output.show(args.json, client.get_actor(args.actor), output.record)
     return 0
 
 
@@ -289,7 +284,7 @@ def _actors_update(client: ApiClient, args: argparse.Namespace) -> int:
         fields["force"] = True
     if not fields:
         raise BadRequest("nothing to update: name at least one field, or --force")
-    _show(args, client.update_actor(args.actor, fields), _record)
+    output.show(args.json, client.update_actor(args.actor, fields), output.record)
     return 0
 
 
@@ -299,167 +294,20 @@ def _actors_delete(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _actor_table(actors: list[dict[str, Any]]) -> str:
-    return _table(
+    return output.table(
         ("ID", "NAME", "STATUS", "IMAGE", "OWNER", "UPDATED"),
         (
-            (a["id"], a["name"], a["status"], a["image"], a["owner"], _when(a["last_update_time"]))
+            (
+                a["id"],
+                a["name"],
+                a["status"],
+                a["image"],
+                a["owner"],
+                output.when(a["last_update_time"]),
+            )
             for a in actors
         ),
     )
-
-
-# -- messages ----------------------------------------------------------------------------------
-
-
-def _sent(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
-    """Send the message ``args`` describes; returns the API's result."""
-    environment = dict(args.env or [])
-    reserved = sorted(_RESERVED_ENV & set(environment))
-    if reserved:
-        raise BadRequest(f"--env cannot set {', '.join(reserved)}: the API reads it itself")
-    if not args.json_body:
-        return client.send_message(args.actor, args.message, environment=environment)
-    try:
-        body = json.loads(args.message)
-    except ValueError as exc:
-        raise BadRequest(f"MSG is not JSON ({exc}), and --json-body says it is") from None
-    return client.send_json(args.actor, body, environment=environment)
-
-
-def _send(client: ApiClient, args: argparse.Namespace) -> int:
-    sent = _sent(client, args)
-    execution_id = sent["execution_id"]
-    if not args.wait:
-        _show(args, sent, lambda result: str(result["execution_id"]))
-        return 0
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    try:
-        execution = _finished(client, args.actor, execution_id, deadline, sys.stderr)
-    except _Unfinished as unfinished:
-        return _gave_up(args, execution_id, unfinished.status)
-    except KeyboardInterrupt:
-        return _interrupted(args, execution_id)
-    logs = client.get_logs(args.actor, execution_id)
-    if args.json:
-        _print_json({"execution": execution, "logs": logs})
-        return 0
-    print(_execution_outcome(execution))
-    if logs:
-        print("--- logs ---")
-        _write_text(logs)
-    return 0
-
-
-def _run(client: ApiClient, args: argparse.Namespace) -> int:
-    execution_id = _sent(client, args)["execution_id"]
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    try:
-        last = ""
-        for chunk in client.follow_logs(args.actor, execution_id, quiet=_quiet(deadline)):
-            if chunk:
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-                last = chunk
-            if deadline is not None and time.monotonic() >= deadline:
-                raise _Unfinished(client.get_execution(args.actor, execution_id))
-        if last and not last.endswith("\n"):
-            sys.stdout.write("\n")
-        execution = _finished(client, args.actor, execution_id, deadline, None)
-    except _Unfinished as unfinished:
-        return _gave_up(args, execution_id, unfinished.status)
-    except KeyboardInterrupt:
-        return _interrupted(args, execution_id)
-    status = execution["status"]
-    code = EXIT_CODES.get(status)
-    if code is None:
-        _complain(f"execution {execution_id} ended {status}, a status abaco run does not know")
-        return EXIT_UNFINISHED
-    if code:
-        _complain(_execution_outcome(execution).replace("\n", "; "))
-    return code
-
-
-def _gave_up(args: argparse.Namespace, execution_id: str, status: str) -> int:
-    _complain(
-        f"execution {execution_id} is still {status} after {args.timeout:g} s; it goes on "
-        f"(abaco executions show {args.actor} {execution_id})"
-    )
-    return EXIT_UNFINISHED
-
-
-def _interrupted(args: argparse.Namespace, execution_id: str) -> int:
-    _complain(
-        f"stopped waiting; execution {execution_id} goes on "
-        f"(abaco executions show {args.actor} {execution_id})"
-    )
-    return 130
-
-
-class _Unfinished(Exception):
-    """An execution that had not ended by the deadline."""
-
-    def __init__(self, execution: Mapping[str, Any]) -> None:
-        super().__init__(execution["id"])
-        self.status = str(execution["status"])
-
-
-def _quiet(deadline: float | None) -> float:
-    """How long a log stream may be silent before the execution is looked at."""
-    return 5.0 if deadline is None else max(0.2, min(5.0, deadline - time.monotonic()))
-
-
-def _finished(
-    client: ApiClient,
-    actor_id: str,
-    execution_id: str,
-    deadline: float | None,
-    progress_to: TextIO | None,
-) -> dict[str, Any]:
-    """Poll the execution until it ends; shows progress on ``progress_to`` if a terminal."""
-    progress = _Progress(progress_to, execution_id)
-    delay = 0.05
-    try:
-        while True:
-            execution = client.get_execution(actor_id, execution_id)
-            if execution["status"] in TERMINAL_STATUSES:
-                return execution
-            if deadline is not None and time.monotonic() >= deadline:
-                raise _Unfinished(execution)
-            progress.show(execution["status"])
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-    finally:
-        progress.clear()
-
-
-class _Progress:
-    """A one-line spinner with the status and the time waited, on a terminal only."""
-
-    def __init__(self, stream: TextIO | None, execution_id: str) -> None:
-        self._stream = stream if stream is not None and stream.isatty() else None
-        self._execution_id = execution_id
-        self._started = time.monotonic()
-        self._frame = 0
-
-    def show(self, status: str) -> None:
-        if self._stream is None:
-            return
-        waited = time.monotonic() - self._started
-        spin = _SPINNER[self._frame % len(_SPINNER)]
-        self._frame += 1
-        line = f"{spin} execution {self._execution_id} {status} {waited:.1f} s"
-        self._stream.write(f"\r\x1b[K{line}")
-        self._stream.flush()
-
-    def clear(self) -> None:
-        if self._stream is not None and self._frame:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-
-
-def _execution_outcome(execution: Mapping[str, Any]) -> str:
-    keep = ("id", "status", "exit_code", "runtime", "status_message")
-    return _record({key: execution.get(key) for key in keep})
 
 
 # -- executions --------------------------------------------------------------------------------
@@ -467,7 +315,7 @@ def _execution_outcome(execution: Mapping[str, Any]) -> str:
 
 def _executions_list(client: ApiClient, args: argparse.Namespace) -> int:
     summary = client.list_executions(args.actor, limit=args.limit, offset=args.offset)
-    _show(args, summary, _executions_table)
+    output.show(args.json, summary, _executions_table)
     return 0
 
 
@@ -477,15 +325,15 @@ def _executions_table(summary: Mapping[str, Any]) -> str:
         f"runtime {summary['total_runtime']} s, cpu {summary['total_cpu'] / 1e9:.2f} s, "
         f"io {summary['total_io']} bytes"
     )
-    table = _table(
+    table = output.table(
         ("ID", "STATUS", "RECEIVED", "STARTED", "FINISHED"),
         (
             (
                 e["id"],
                 e["status"],
-                _when(e["message_received_time"]),
-                _when(e["start_time"]),
-                _when(e["finish_time"]),
+                output.when(e["message_received_time"]),
+                output.when(e["start_time"]),
+                output.when(e["finish_time"]),
             )
             for e in summary["executions"]
         ),
@@ -494,7 +342,7 @@ def _executions_table(summary: Mapping[str, Any]) -> str:
 
 
 def _executions_show(client: ApiClient, args: argparse.Namespace) -> int:
-    _show(args, client.get_execution(args.actor, args.execution), _record)
+    output.show(args.json, client.get_execution(args.actor, args.execution), output.record)
     return 0
 
 
@@ -502,16 +350,16 @@ def _executions_logs(client: ApiClient, args: argparse.Namespace) -> int:
     if not args.follow:
         logs = client.get_logs(args.actor, args.execution)
         if args.json:
-            _print_json({"logs": logs})
+            output.print_json({"logs": logs})
         else:
-            _write_text(logs)
+            output.write_text(logs)
         return 0
     last = ""
     for chunk in client.follow_logs(args.actor, args.execution):
         if not chunk:
             continue
         if args.json:
-            _print_json({"logs": chunk}, indent=None)  # one JSON document per line
+            output.print_json({"logs": chunk}, indent=None)  # one JSON document per line
         else:
             sys.stdout.write(chunk)
             last = chunk
@@ -532,12 +380,12 @@ def _executions_results(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _workers_list(client: ApiClient, args: argparse.Namespace) -> int:
     workers = client.list_workers(args.actor, limit=args.limit, offset=args.offset)
-    _show(args, workers, _workers_table)
+    output.show(args.json, workers, _workers_table)
     return 0
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> str:
-    return _table(
+    return output.table(
         ("ID", "STATUS", "HOST", "PID", "CREATED", "LAST HEARTBEAT"),
         (
             (
@@ -545,8 +393,8 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
                 w["status"],
                 w.get("host_id") or w.get("location"),
                 w.get("pid"),
-                _when(w["create_time"]),
-                _when(w.get("last_health_check_time")),
+                output.when(w["create_time"]),
+                output.when(w.get("last_health_check_time")),
             )
             for w in workers
         ),
@@ -561,66 +409,3 @@ def _workers_add(client: ApiClient, args: argparse.Namespace) -> int:
 def _workers_delete(client: ApiClient, args: argparse.Namespace) -> int:
     print(client.delete_worker(args.actor, args.worker))
     return 0
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def _show(args: argparse.Namespace, result: Any, render: Callable[[Any], str]) -> None:
-    """Print ``result`` as JSON with ``--json``, else as ``render`` draws it."""
-    if args.json:
-        _print_json(result)
-    else:
-        print(render(result))
-
-
-def _print_json(value: Any, indent: int | None = 2) -> None:
-    print(json.dumps(value, indent=indent, ensure_ascii=False))
-
-
-def _write_text(text: str) -> None:
-    """Write text as is, ending it with a newline if it has none."""
-    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
-
-
-def _complain(message: str) -> None:
-    print(f"abaco: {message}", file=sys.stderr)
-
-
-def _table(headers: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> str:
-    """Rows in columns as wide as their widest cell, two spaces apart."""
-    lines = [[_cell(value) for value in row] for row in rows]
-    if headers is not None:
-        lines.insert(0, list(headers))
-    if not lines:
-        return ""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
-
-
-def _record(record: Mapping[str, Any]) -> str:
-    """One record as a two-column table of its fields (links left out)."""
-    return _table(None, ((key, value) for key, value in record.items() if key != "_links"))
-
-
-def _cell(value: object) -> str:
-    if value is None or value == "" or value == [] or value == {}:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(_cell(v) for v in value)
-    # One line per row: a newline inside a cell would break the columns.
-    return str(value).replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _when(timestamp: str | None) -> str | None:
-    """An API time (ISO 8601, UTC) to the second, as people read it."""
-    if not timestamp:
-        return None
-    return timestamp[:19].replace("T", " ")
