@@ -15,7 +15,7 @@ import attrs
 from quart import Blueprint, current_app
 
 from abaco.actors.ids import new_id
-from abaco.actors.models import Actor, PermissionLevel, utcnow
+from abaco.actors.models import Actor, Alias, PermissionLevel, utcnow
 from abaco.actors.states import ActorStatus, transition
 from abaco.api.access import actor_for, check_privileged, level_of
 from abaco.api.context import api_server, hub, identity, redis, settings, stores
@@ -23,6 +23,7 @@ from abaco.api.display import actor_view
 from abaco.api.envelope import TooManyRequests, ok
 from abaco.api.inputs import collect, json_body, paging
 from abaco.api.messages import purge_mailbox
+from abaco.api.nonces import forget_alias_nonces
 from abaco.api.schemas import ActorSpec, PermissionSpec, parse
 from abaco.control import remember_tenant, request_workers, stop_worker
 from abaco.errors import BadRequest, BundleError, NotFound
@@ -186,6 +187,21 @@ async def _stop_workers(actor_id: str, reason: str) -> None:
         await stop_worker(st, hub(), settings().redis.key_prefix, worker.id, reason)
 
 
+async def _forget_names_and_nonces(actor: Actor) -> None:
+    """Delete the actor's nonces and the aliases that point at it (with theirs)."""
+    st = stores()
+    for nonce in await collect(st.nonces, parent=actor.id, limit=1_000_000, offset=0):
+        await st.nonces.delete(nonce.id)
+
+    async def points_here(alias: Alias) -> bool:
+        return alias.actor_id == actor.id
+
+    for alias in await collect(st.aliases, limit=1_000_000, offset=0, keep=points_here):
+        await forget_alias_nonces(alias.alias)
+        await st.permissions.delete(alias.alias)
+        await st.aliases.delete(alias.alias)
+
+
 @blueprint.delete("/actors/<actor_id>")
 async def delete_actor(actor_id: str) -> dict[str, Any]:
     """Delete an actor: its workers stop, its queued messages are aborted."""
@@ -193,6 +209,7 @@ async def delete_actor(actor_id: str) -> dict[str, Any]:
     await _stop_workers(actor.id, "the actor was deleted")
     await purge_mailbox(actor)
     st = stores()
+    await _forget_names_and_nonces(actor)
     await st.actors.delete(actor.id)
     await st.permissions.delete(actor.id)
     await st.state.delete(actor.id)

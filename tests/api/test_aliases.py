@@ -251,3 +251,19 @@ async def test_a_world_grant_on_an_alias_lets_everyone_read_it(client, actor, us
     await client.post("/actors/aliases/jane/permissions", json=world)
     assert (await users["bob"].get("/actors/aliases/jane")).status_code == 200
     assert (await users["bob"].delete("/actors/aliases/jane")).status_code == 403
+
+
+async def test_deleting_an_actor_deletes_its_aliases_and_nonces(client, actor):
+    await client.post("/actors/aliases", json={"alias": "doomed", "actor_id": actor["id"]})
+    nonce = await client.post(f"/actors/{actor['id']}/nonces", json={"level": "READ"})
+    assert nonce.status_code == 200, nonce.text
+    assert (await client.delete(f"/actors/{actor['id']}")).status_code == 200
+    assert (await client.get("/actors/aliases/doomed")).status_code == 404
+    used = await client.get(
+        f"/actors/{actor['id']}", params={"x-nonce": nonce.json()["result"]["id"]}
+    )
+    assert used.status_code in (401, 404)
+    # The name is free again.
+    other = (await client.post("/actors", json={"image": actor["image"]})).json()["result"]
+    again = await client.post("/actors/aliases", json={"alias": "doomed", "actor_id": other["id"]})
+    assert again.status_code == 200, again.text
