@@ -59,9 +59,12 @@ def table(headers: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> st
     )
 
 
-def record(fields: Mapping[str, Any]) -> str:
-    """One record as a two-column table of its fields (its ``_links`` left out)."""
-    return table(None, ((key, value) for key, value in fields.items() if key != "_links"))
+def record(fields: Mapping[str, Any], first: Sequence[str] = ()) -> str:
+    """One record as a two-column table of its fields: those in ``first`` first, in that
+    order, then the others as they come (its ``_links`` left out)."""
+    keys = [key for key in first if key in fields]
+    keys += [key for key in fields if key not in keys and key != "_links"]
+    return table(None, ((key, fields[key]) for key in keys))
 
 
 def cell(value: object) -> str:

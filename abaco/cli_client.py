@@ -49,6 +49,10 @@ __all__ = [
 #: The top-level commands this module adds.
 COMMANDS = frozenset({"actors", "send", "run", "executions", "workers"})
 
+# The fields a person looks for first in a record (the API sorts them by name).
+_ACTOR_FIRST = ("id", "name", "status", "status_message", "image", "owner", "description")
+_EXECUTION_FIRST = ("id", "actor_id", "status", "status_message", "exit_code", "worker_id")
+
 
 # -- where the API is, and who we are --------------------------------------------------------
 
@@ -263,7 +267,7 @@ def _actor_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _actors_create(client: ApiClient, args: argparse.Namespace) -> int:
-    output.show(args.json, client.create_actor(_actor_fields(args)), output.record)
+    output.show(args.json, client.create_actor(_actor_fields(args)), _actor_record)
     return 0
 
 
@@ -274,7 +278,7 @@ def _actors_list(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _actors_show(client: ApiClient, args: argparse.Namespace) -> int:
-    output.show(args.json, client.get_actor(args.actor), output.record)
+    output.show(args.json, client.get_actor(args.actor), _actor_record)
     return 0
 
 
@@ -284,13 +288,17 @@ def _actors_update(client: ApiClient, args: argparse.Namespace) -> int:
         fields["force"] = True
     if not fields:
         raise BadRequest("nothing to update: name at least one field, or --force")
-    output.show(args.json, client.update_actor(args.actor, fields), output.record)
+    output.show(args.json, client.update_actor(args.actor, fields), _actor_record)
     return 0
 
 
 def _actors_delete(client: ApiClient, args: argparse.Namespace) -> int:
     print(client.delete_actor(args.actor))
     return 0
+
+
+def _actor_record(actor: Mapping[str, Any]) -> str:
+    return output.record(actor, _ACTOR_FIRST)
 
 
 def _actor_table(actors: list[dict[str, Any]]) -> str:
@@ -342,7 +350,8 @@ def _executions_table(summary: Mapping[str, Any]) -> str:
 
 
 def _executions_show(client: ApiClient, args: argparse.Namespace) -> int:
-    output.show(args.json, client.get_execution(args.actor, args.execution), output.record)
+    execution = client.get_execution(args.actor, args.execution)
+    output.show(args.json, execution, lambda found: output.record(found, _EXECUTION_FIRST))
     return 0
 
 
