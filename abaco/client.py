@@ -153,14 +153,16 @@ class ApiClient:
 
         The API ends the stream when the worker finishes the log. A log nobody will
         finish (an execution aborted before it ran, a worker that died) would keep the
-        stream open for ever, so after ``quiet`` seconds without a chunk this looks at
-        the execution: once it has ended, the rest of its log is read and iteration
-        stops; otherwise the stream is opened again where it was. Each such look yields
-        ``""``, so that a caller may give up in between.
+        stream open for ever, so when no chunk came for a while (half a second at first,
+        twice as long each time after, up to ``quiet`` seconds) this looks at the
+        execution: once it has ended, the rest of its log is read and iteration stops;
+        otherwise the stream is opened again where it was. Each such look yields ``""``,
+        so that a caller may give up in between.
         """
         path = f"{_execution_path(actor_id, execution_id)}/logs"
         # Following starts from the beginning of the log: skip what was yielded already.
         seen = 0
+        wait = min(0.5, quiet)
         while True:
             skip = seen
             with self._mapped():
@@ -169,7 +171,7 @@ class ApiClient:
                         "GET",
                         path,
                         params={"follow": "true"},
-                        timeout=httpx.Timeout(self.timeout, read=quiet),
+                        timeout=httpx.Timeout(self.timeout, read=wait),
                     ) as response:
                         if response.status_code >= 400:
                             response.read()
@@ -183,6 +185,7 @@ class ApiClient:
                     return
                 except httpx.ReadTimeout:
                     pass
+            wait = min(wait * 2, quiet)
             yield ""
             execution = self.get_execution(actor_id, execution_id)
             if execution["status"] in TERMINAL_STATUSES:

@@ -212,6 +212,11 @@ async def test_send_then_executions_and_workers(abaco, client, tmp_path):
 
     shown = _fields(_ok(await abaco("executions", "show", actor_id, first)).stdout)
     assert (shown["id"], shown["status"], shown["executor"]) == (first, "SUBMITTED", "admin")
+    # Aborted before any worker ran it, its log never ends: following stops all the same.
+    aborted = await client.delete(f"/actors/{actor_id}/executions/{first}")
+    assert aborted.status_code == 200, aborted.text
+    followed = _ok(await abaco("executions", "logs", actor_id, first, "-f"))
+    assert followed.stdout == ""
     _failed(await abaco("executions", "show", actor_id, "nope"), "(HTTP 404)")
 
     # Creating the actor asked for one worker (no spawner here: it stays REQUESTED).
