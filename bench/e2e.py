@@ -86,6 +86,8 @@ _SETUP_TIMEOUT = 120.0
 # Seconds `abaco up` gets to stop after SIGINT (its drain deadlines are set to 5 s).
 _STOP_TIMEOUT = 60.0
 _POLL = 0.01
+# Seconds the processes of a stopped platform get to be gone before they count as left.
+_LEFTOVER_GRACE = 3.0
 
 
 class BenchFailed(RuntimeError):
@@ -168,13 +170,28 @@ def _marked(state: Path) -> dict[int, str]:
     return found
 
 
-def _kill_leftovers(started: dict[int, str]) -> None:
-    """SIGKILL those of ``started`` (pid -> start time) that still run."""
+def _still_running(started: dict[int, str]) -> list[int]:
     table = _process_table()
-    left = [pid for pid, start in started.items() if table.get(pid, (0, ""))[1] == start]
-    if left:
-        print(f"left behind by abaco up, killed: {sorted(left)}")
+    return sorted(pid for pid, start in started.items() if table.get(pid, (0, ""))[1] == start)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+
+
+def _kill_leftovers(started: dict[int, str]) -> None:
+    """SIGKILL those of ``started`` (pid -> start time) still running after a short grace."""
+    deadline = time.monotonic() + _LEFTOVER_GRACE
+    left = _still_running(started)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _still_running(started)
     for pid in left:
+        print(f"left behind by abaco up, killed: {pid} {_command_line(pid)}")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
