@@ -30,6 +30,7 @@ import argparse
 import functools
 import hashlib
 import importlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command in cli_client.COMMANDS:
             # No logging set up: what these print is for people, on stdout and stderr.
             status = cli_client.run_command(args, settings)
+            sys.stdout.flush()  # here, where a reader that went away is caught
             if status:
                 raise SystemExit(status)
             return
@@ -274,3 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # Whoever read our output went away (``| head``): stop quietly, as other tools do,
+        # and keep Python from complaining again when it flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None

@@ -151,7 +151,7 @@ async def test_actors_create_list_show_update_delete(abaco, client, tmp_path):
     assert first in gone
 
 
-async def test_errors_are_one_line_without_a_traceback(abaco, client, tmp_path):
+async def test_errors_are_one_line_without_a_traceback(abaco, client, tmp_path, cli_env):
     bad_image = await abaco("actors", "create", "--image", "org.example/nothing:9.9.9")
     message = _failed(bad_image, "Invalid actor description: image", "(HTTP 400)")
     api = await client.post("/actors", json={"image": "org.example/nothing:9.9.9"})
@@ -166,6 +166,25 @@ async def test_errors_are_one_line_without_a_traceback(abaco, client, tmp_path):
     _failed(await abaco("send", "someone", "hi", "--env", "message=x"), "--env cannot set message")
 
     _failed(await abaco("actors", "list", "--token", "not-a-token"), "(HTTP 401)")
+    # A reader that goes away early (abaco ... | head) ends the command quietly.
+    await push_bundle(client, tmp_path)
+    _ok(await abaco("actors", "create", "--image", IMAGE))
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        with trio.fail_after(60):
+            closed_early = await trio.run_process(
+                [sys.executable, "-m", "abaco", "actors", "list"],
+                stdout=writer,
+                capture_stderr=True,
+                check=False,
+                # Buffered, as stdout to a pipe usually is: the write comes at the end.
+                env={k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"},
+            )
+    finally:
+        os.close(writer)
+    assert closed_early.returncode == 1
+    assert closed_early.stderr == b""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
