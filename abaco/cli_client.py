@@ -101,12 +101,16 @@ def add_commands(commands: Commands) -> None:
     )
     _message_options(send)
     send.add_argument("--wait", action="store_true", help="wait for the execution to end")
-    send.add_argument("--timeout", type=_seconds, help="with --wait: give up after SECONDS")
+    send.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="with --wait: give up after SECONDS"
+    )
     run = _command(
         commands, "run", _cli_messages.run, "send a message, stream its logs, exit with its outcome"
     )
     _message_options(run)
-    run.add_argument("--timeout", type=_seconds, help="give up after SECONDS (exit status 3)")
+    run.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="give up after SECONDS (exit status 3)"
+    )
     run.epilog = "exit status: 0 COMPLETE, 1 ERROR, 2 ABORTED, 3 not ended within --timeout"
     _add_executions(commands.add_parser("executions", help="an actor's executions"))
     _add_workers(commands.add_parser("workers", help="an actor's workers"))
@@ -162,7 +166,7 @@ def _actor_options(parser: argparse.ArgumentParser) -> None:
         "--stateful", action="store_true", help="one worker at a time, with state between runs"
     )
     parser.add_argument("--hint", action="append", help="a hint, e.g. host:LABEL (repeat)")
-    parser.add_argument("--max-workers", type=_count, help="at most N workers")
+    parser.add_argument("--max-workers", type=_count, metavar="N", help="at most N workers")
 
 
 def _message_options(parser: argparse.ArgumentParser) -> None:
@@ -175,8 +179,10 @@ def _message_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _paging_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=_count, default=100, help="at most N (up to 1000)")
-    parser.add_argument("--offset", type=_natural, default=0, help="skip the first N")
+    parser.add_argument(
+        "--limit", type=_count, metavar="N", default=100, help="at most N (up to 1000)"
+    )
+    parser.add_argument("--offset", type=_natural, metavar="N", default=0, help="skip the first N")
 
 
 def _add_executions(parser: argparse.ArgumentParser) -> None:
@@ -206,7 +212,9 @@ def _add_workers(parser: argparse.ArgumentParser) -> None:
     _paging_options(listing)
     add = _command(actions, "add", _workers_add, "make sure the actor has N workers (admins)")
     add.add_argument("actor", help="the actor's id")
-    add.add_argument("--num", type=_count, default=1, help="how many workers in all (default 1)")
+    add.add_argument(
+        "--num", type=_count, metavar="N", default=1, help="how many workers in all (default 1)"
+    )
     delete = _command(actions, "delete", _workers_delete, "stop a worker after its current run")
     delete.add_argument("actor", help="the actor's id")
     delete.add_argument("worker", help="the worker's id")

@@ -151,21 +151,62 @@ async def test_actors_create_list_show_update_delete(abaco, client, tmp_path):
     assert first in gone
 
 
+async def _at_once(abaco, *commands):
+    """Run independent commands (argument tuples, an env dict last if any) all at once."""
+    results = [None] * len(commands)
+
+    async def one(index, command):
+        env = command[-1] if isinstance(command[-1], dict) else None
+        results[index] = await abaco(*(command[:-1] if env else command), env=env)
+
+    async with trio.open_nursery() as nursery:
+        for index, command in enumerate(commands):
+            nursery.start_soon(one, index, command)
+    return results
+
+
 async def test_errors_are_one_line_without_a_traceback(abaco, client, tmp_path, cli_env):
-    bad_image = await abaco("actors", "create", "--image", "org.example/nothing:9.9.9")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    (
+        bad_image,
+        missing,
+        bad_env,
+        bad_num,
+        bad_json,
+        reserved,
+        bad_token,
+        unreachable,
+        api_first,
+        bad_url,
+    ) = await _at_once(
+        abaco,
+        ("actors", "create", "--image", "org.example/nothing:9.9.9"),
+        ("actors", "create"),
+        ("send", "someone", "hi", "--env", "NOEQUALS"),
+        ("workers", "add", "someone", "--num", "0"),
+        ("send", "someone", "{", "--json-body"),
+        ("send", "someone", "hi", "--env", "message=x"),
+        ("actors", "list", "--token", "not-a-token"),
+        ("actors", "list", {"ABACO_API": closed}),
+        ("actors", "list", "--api", closed),  # --api wins over $ABACO_API
+        ("actors", "list", "--api", "ftp://x"),
+    )
     message = _failed(bad_image, "Invalid actor description: image", "(HTTP 400)")
     api = await client.post("/actors", json={"image": "org.example/nothing:9.9.9"})
     assert api.json()["message"] in message
-
-    missing = await abaco("actors", "create")
     _failed(missing, "abaco: the following arguments are required: --image", code=2)
     assert missing.stderr.startswith("usage: abaco actors create")
-    _failed(await abaco("send", "someone", "hi", "--env", "NOEQUALS"), "expected K=V", code=2)
-    _failed(await abaco("workers", "add", "someone", "--num", "0"), "1 or more", code=2)
-    _failed(await abaco("send", "someone", "{", "--json-body"), "MSG is not JSON")
-    _failed(await abaco("send", "someone", "hi", "--env", "message=x"), "--env cannot set message")
+    _failed(bad_env, "expected K=V", code=2)
+    _failed(bad_num, "1 or more", code=2)
+    _failed(bad_json, "MSG is not JSON")
+    _failed(reserved, "--env cannot set message")
+    _failed(bad_token, "(HTTP 401)")
+    _failed(unreachable, f"cannot reach the API at {closed}")
+    _failed(api_first, f"cannot reach the API at {closed}")
+    _failed(bad_url, "the API URL must be http")
 
-    _failed(await abaco("actors", "list", "--token", "not-a-token"), "(HTTP 401)")
     # A reader that goes away early (abaco ... | head) ends the command quietly.
     await push_bundle(client, tmp_path)
     _ok(await abaco("actors", "create", "--image", IMAGE))
@@ -185,16 +226,6 @@ async def test_errors_are_one_line_without_a_traceback(abaco, client, tmp_path, 
         os.close(writer)
     assert closed_early.returncode == 1
     assert closed_early.stderr == b""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    _failed(
-        await abaco("actors", "list", env={"ABACO_API": closed}),
-        f"cannot reach the API at {closed}",
-    )
-    # --api wins over $ABACO_API.
-    _failed(await abaco("actors", "list", "--api", closed), f"cannot reach the API at {closed}")
-    _failed(await abaco("actors", "list", "--api", "ftp://x"), "the API URL must be http")
 
 
 async def test_send_then_executions_and_workers(abaco, client, tmp_path):
