@@ -514,3 +514,24 @@ async def test_run_streams_the_logs_and_exits_with_the_outcome(
     assert unfinished.stdout.startswith("first\n")
     _failed(unfinished, "is still RUNNING after 0.5 s", code=3)
     running_actor.let_go("late")
+
+
+# -- the formatting, without processes ----------------------------------------------------
+
+
+def test_tables_are_fixed_width_with_one_line_per_row():
+    from abaco import _cli_output as output
+
+    drawn = output.table(
+        ("ID", "WHAT"),
+        [("a", {"K": "v", "L": None}), ("longer-id", ["x", True]), ("b", "two\nlines")],
+    )
+    assert drawn.splitlines() == [
+        "ID         WHAT",
+        "a          K=v, L=-",
+        "longer-id  x, yes",
+        "b          two\\nlines",
+    ]
+    assert output.record({"b": 1, "_links": {}, "a": ""}, first=("a", "z")) == "a  -\nb  1"
+    assert output.when("2024-05-01T12:00:03.123456Z") == "2024-05-01 12:00:03"
+    assert output.table(None, []) == ""
