@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -349,9 +350,9 @@ async def _send_all(
     return ids
 
 
-async def _statuses(http: httpx.AsyncClient, actor_id: str) -> dict[str, str]:
-    """Every execution of the actor and its status, page by page."""
-    statuses: dict[str, str] = {}
+async def _summaries(http: httpx.AsyncClient, actor_id: str) -> dict[str, dict[str, Any]]:
+    """Every execution of the actor as the executions list shows it, page by page."""
+    found: dict[str, dict[str, Any]] = {}
     offset, limit = 0, 1000
     while True:
         page = _result(
@@ -360,10 +361,23 @@ async def _statuses(http: httpx.AsyncClient, actor_id: str) -> dict[str, str]:
             ),
             "listing executions",
         )
-        statuses.update((e["id"], e["status"]) for e in page["executions"])
+        found.update((e["id"], e) for e in page["executions"])
         offset += limit
         if offset >= page["total_executions"]:
-            return statuses
+            return found
+
+
+def _median_run_ms(summaries: dict[str, dict[str, Any]], ids: list[str]) -> float:
+    """The median time from start to finish that the records of ``ids`` show, in ms."""
+    spans = sorted(
+        (
+            datetime.fromisoformat(summaries[i]["finish_time"])
+            - datetime.fromisoformat(summaries[i]["start_time"])
+        ).total_seconds()
+        for i in ids
+        if summaries.get(i, {}).get("start_time") and summaries[i].get("finish_time")
+    )
+    return _percentile(spans, 0.5) if spans else math.nan
 
 
 async def _until_complete(
@@ -379,8 +393,8 @@ async def _until_complete(
 
     async def all_complete() -> float | None:
         checked = time.perf_counter()
-        statuses = await _statuses(http, actor_id)
-        states = [statuses.get(i, "MISSING") for i in ids]
+        summaries = await _summaries(http, actor_id)
+        states = [summaries[i]["status"] if i in summaries else "MISSING" for i in ids]
         failed = [s for s in states if s in ("ERROR", "ABORTED", "MISSING")]
         if failed:
             raise BenchFailed(f"{len(failed)} executions did not complete: {sorted(set(failed))}")
@@ -428,6 +442,13 @@ async def _abaco_workloads(
         sent = time.perf_counter() - start
         end = await _until_complete(http, actor_id, ids, options.timeout)
         seconds = end - start
+        run_ms = _median_run_ms(await _summaries(http, actor_id), ids)
+        print(
+            f"abaco: the executions' records span a median {run_ms:.1f} ms from start to "
+            f"finish; each worker finished one every {seconds * _WORKERS / len(ids) * 1000:.1f}"
+            " ms",
+            flush=True,
+        )
 
         latencies = []
         for number in range(options.sync):
