@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: The top-level commands this module adds.
-COMMANDS = frozenset({"actors", "send", "run", "executions", "workers"})
+COMMANDS = frozenset({"actors", "send", "run", "executions", "workers", "tokens"})
 
 # The fields a person looks for first in a record (the API sorts them by name).
 _ACTOR_FIRST = ("id", "name", "status", "status_message", "image", "owner", "description")
@@ -114,6 +114,7 @@ def add_commands(commands: Commands) -> None:
     run.epilog = "exit status: 0 COMPLETE, 1 ERROR, 2 ABORTED, 3 not ended within --timeout"
     _add_executions(commands.add_parser("executions", help="an actor's executions"))
     _add_workers(commands.add_parser("workers", help="an actor's workers"))
+    _add_tokens(commands.add_parser("tokens", help="issue and revoke users' tokens (admins)"))
 
 
 def _command(
@@ -218,6 +219,18 @@ def _add_workers(parser: argparse.ArgumentParser) -> None:
     delete = _command(actions, "delete", _workers_delete, "stop a worker after its current run")
     delete.add_argument("actor", help="the actor's id")
     delete.add_argument("worker", help="the worker's id")
+
+
+def _add_tokens(parser: argparse.ArgumentParser) -> None:
+    actions = _subcommands(parser, "tokens_command")
+    create = _command(actions, "create", _tokens_create, "issue a token", json_output=True)
+    create.add_argument("--user", required=True, help="the user the token stands for")
+    create.add_argument("--tenant", help="the user's tenant (default: the admin's)")
+    create.add_argument(
+        "--role", choices=["admin", "privileged", "user", "limited"], help="default: user"
+    )
+    revoke = _command(actions, "revoke", _tokens_revoke, "revoke a token")
+    revoke.add_argument("revoked", metavar="TOKEN", help="the token to revoke")
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -416,6 +429,20 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
             for w in workers
         ),
     )
+
+
+def _tokens_create(client: ApiClient, args: argparse.Namespace) -> int:
+    issued = client.issue_token(args.user, args.tenant, args.role)
+    if args.json:
+        output.print_json(issued)
+    else:
+        print(issued["token"])
+    return 0
+
+
+def _tokens_revoke(client: ApiClient, args: argparse.Namespace) -> int:
+    print(client.revoke_token(args.revoked))
+    return 0
 
 
 def _workers_add(client: ApiClient, args: argparse.Namespace) -> int:

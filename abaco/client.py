@@ -225,6 +225,17 @@ class ApiClient:
             "DELETE", f"/actors/{_segment(actor_id)}/workers/{_segment(worker_id)}"
         )
 
+    # -- tokens -------------------------------------------------------------------------
+
+    def issue_token(self, user: str, tenant: str | None, role: str | None) -> dict[str, Any]:
+        """Issue a token for ``user`` (admins only); the result holds ``token``."""
+        body = {"user": user, "tenant": tenant, "role": role}
+        return self._result("POST", "/tokens", json={k: v for k, v in body.items() if v})
+
+    def revoke_token(self, token: str) -> str:
+        """Revoke an issued token (admins only); returns the API's message."""
+        return self._message("POST", "/tokens/revoke", json={"token": token})
+
     # -- bundles ------------------------------------------------------------------------
 
     def list_bundles(self) -> list[dict[str, Any]]:

@@ -21,7 +21,17 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from abaco.api import actors, aliases, executions, messages, nonces, ops, repository, workers
+from abaco.api import (
+    actors,
+    aliases,
+    executions,
+    messages,
+    nonces,
+    ops,
+    repository,
+    tokens,
+    workers,
+)
 from abaco.api.context import Resources, authenticate, identity
 from abaco.api.envelope import PayloadTooLarge, TooManyRequests, error, ok, status_of
 from abaco.api.ratelimit import RateLimiter
@@ -55,7 +65,7 @@ def create_app(settings: Settings) -> QuartTrio:
     )
     app.config["abaco.settings"] = settings
     app.config["abaco.repository"] = _open_repository(settings)
-    for module in (repository, aliases, nonces, actors, messages, executions, workers, ops):
+    for module in (repository, aliases, nonces, actors, messages, executions, workers, tokens, ops):
         app.register_blueprint(module.blueprint)
     limiter = RateLimiter(settings.api.requests_per_second)
 

@@ -21,6 +21,8 @@ from abaco.api.schemas import (
     AliasSpec,
     NonceSpec,
     PermissionSpec,
+    RevokeSpec,
+    TokenSpec,
     WorkersSpec,
     json_schema,
 )
@@ -39,6 +41,8 @@ _BODIES: dict[str, dict[str, Any]] = {
     "actors.grant_permission": json_schema(PermissionSpec),
     "actors.set_state": {},
     "workers.ensure_workers": json_schema(WorkersSpec),
+    "tokens.create_token": json_schema(TokenSpec),
+    "tokens.revoke": json_schema(RevokeSpec),
     "aliases.create_alias": {**json_schema(AliasSpec), "required": ["alias", "actor_id"]},
     "aliases.update_alias": {
         **json_schema(AliasSpec),

@@ -23,6 +23,8 @@ __all__ = [
     "AliasSpec",
     "NonceSpec",
     "PermissionSpec",
+    "RevokeSpec",
+    "TokenSpec",
     "WorkersSpec",
     "json_schema",
     "parse",
@@ -95,6 +97,22 @@ class NonceSpec:
     #: How many requests the nonce may authenticate; -1 (the default) is unlimited.
     max_uses: int | None = None
     description: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TokenSpec:
+    """A token to issue (POST /tokens)."""
+
+    user: str
+    tenant: str | None = None
+    role: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RevokeSpec:
+    """A token to revoke (POST /tokens/revoke)."""
+
+    token: str
 
 
 @attrs.frozen(kw_only=True)
