@@ -298,7 +298,6 @@ async def test_up_on_a_configured_redis_starts_no_valkey(tmp_path, valkey_server
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="actor routes land with the API")
 async def test_up_demo_runs_the_sample_actor_through_the_api(tmp_path):
     state = tmp_path / "state"
     environ = {
