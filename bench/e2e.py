@@ -492,6 +492,8 @@ class Options:
         self.appendfsync: AppendFsync = args.appendfsync
         self.log_dir: Path | None = Path(args.logs) if args.logs else None
         self.only: list[str] = [s.strip() for s in args.only.split(",") if s.strip()]
+        if min(self.messages, self.sync, self.concurrency) < 1:
+            raise SystemExit("--messages, --sync and --concurrency take numbers >= 1")
         unknown = set(self.only) - set(SYSTEMS)
         if unknown or not self.only:
             raise SystemExit(f"--only takes some of {', '.join(SYSTEMS)}, not {args.only!r}")
