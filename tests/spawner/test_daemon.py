@@ -149,7 +149,12 @@ async def test_a_worker_is_placed_started_runs_messages_and_stops(
     worker = await start_one(stores, hub, fast, actor)
     assert worker.host_id == spawner.host.id
     assert alive(worker.pid)
-    assert (await stores.actors.get(actor.id)).status is ActorStatus.READY
+
+    async def actor_ready():
+        # The worker moves its actor to READY just after its own record reaches READY.
+        return (await stores.actors.get(actor.id)).status is ActorStatus.READY
+
+    await eventually(actor_ready)
 
     box = mailbox_of(hub, fast.redis.key_prefix, stores.tenant, actor.id)
     execution = await submit(stores, box, actor_id=actor.id, body="hi")
