@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 import cattrs
 import trio
 
-from abaco.actors.states import transition
-from abaco.errors import BadRequest, Conflict, NotFound, SchemaError
+from abaco.actors.states import allowed, machine_name
+from abaco.errors import BadRequest, Conflict, InvalidTransition, NotFound, SchemaError
 
 if TYPE_CHECKING:
     from abaco.redis_client import Redis
@@ -244,20 +244,20 @@ class RecordStore(Generic[R]):
     async def move(self, record_id: str, status: Any, **fields: Any) -> R:
         """Change a record's ``status`` through the transition table, with other fields.
 
-        A compare-and-set, so of two writers racing to move one record only one wins,
-        and the other gets :class:`~abaco.errors.InvalidTransition` if the move is no
-        longer allowed from where the record now is.
+        Atomic on the server (one round trip): of two writers racing to move one record
+        only one wins, and the other gets :class:`~abaco.errors.InvalidTransition` if the
+        move is no longer allowed from where the record now is.
         """
-
-        def moved(record: R) -> R:
-            current = getattr(record, "status")  # noqa: B009  (R is any attrs record)
-            # mypy cannot see that a TypeVar bound to AttrsInstance is an attrs class.
-            changed: R = attrs.evolve(
-                cast("Any", record), status=transition(current, status), **fields
-            )
-            return changed
-
-        return await self.transaction(record_id, moved)
+        sources = [s for s in type(status) if status in allowed(s)]
+        args = [str(len(sources)), *(_dumps(s.value) for s in sources)]
+        args += self._encode_fields({"status": status, **fields})
+        reply = await self._redis.script("record_move")([self.key(record_id)], args)
+        if not reply:
+            raise NotFound(f"no {self._cls.__name__.lower()} with id {record_id!r}")
+        if isinstance(reply, bytes):
+            current = json.loads(reply)
+            raise InvalidTransition(machine_name(status), str(current), str(status))
+        return self._decode(record_id, dict(zip(reply[::2], reply[1::2], strict=True)))
 
     async def update(self, record_id: str, **fields: Any) -> R:
         """Set some fields atomically (no read first); returns the record as it is now."""

@@ -167,17 +167,25 @@ async def send_message(actor_id: str) -> Any:
 
 
 async def _finished(execution_id: str) -> Execution:
-    """Wait for an execution to end (polling, quickly at first, up to the execution timeout)."""
-    executions = stores().executions
+    """Wait for an execution to end, up to the execution timeout.
+
+    Woken by the end of the execution's log (the worker closes it just before it records
+    the outcome), and looking at the record at least every quarter second in case the
+    execution never runs (aborted, purged).
+    """
+    st = stores()
     bound = settings().worker.execution_timeout + settings().worker.visibility
-    delay = 0.001
     with trio.move_on_after(bound):
         while True:
-            execution = await executions.get(execution_id)
+            execution = await st.executions.get(execution_id)
             if is_terminal(execution.status):
                 return execution
-            await trio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            with trio.move_on_after(0.25) as waiting:
+                async for _ in st.logs.follow(execution_id, poll_ms=250):
+                    pass
+            if not waiting.cancelled_caught:
+                # The log ended: the outcome is a few writes behind it.
+                await trio.sleep(0.0005)
     raise ChannelTimeout(
         f"Execution {execution_id} did not finish within {bound:.0f} s; "
         "see GET /actors/ID/executions/EID."
