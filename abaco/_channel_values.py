@@ -19,7 +19,7 @@ import attrs
 from abaco.errors import ChannelClosed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     # Only for annotations: _hub and _handles import this module. attrs never evaluates them.
     from abaco._handles import (
@@ -116,6 +116,10 @@ class QueueChannel(Channel):
     async def put(self, message: Any) -> None:
         """Append a message."""
         await self.hub.queue_put(self, message)
+
+    async def put_many(self, messages: Sequence[Any]) -> None:
+        """Append several messages in order (on Redis: in one round trip)."""
+        await self.hub.queue_put_many(self, messages)
 
     async def get(self, *, timeout: float | None = None) -> Delivery:
         """Take the next message; it is yours until you ``ack()`` it (or stop renewing it)."""

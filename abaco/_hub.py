@@ -204,6 +204,12 @@ class Hub:
         """Put a message on a queue (or request) channel."""
         await self.transport(channel).queue_put(channel.address, self.send_frame(channel, message))
 
+    async def queue_put_many(self, channel: QueueChannel, messages: Sequence[Any]) -> None:
+        """Put several messages on a queue channel at once, in order."""
+        frames = [self.send_frame(channel, message) for message in messages]
+        if frames:
+            await self.transport(channel).queue_put_many(channel.address, frames)
+
     async def queue_get(self, channel: QueueChannel, timeout: float | None) -> Delivery:
         """Take a delivery from a queue channel."""
         transport = self.transport(channel)

@@ -69,5 +69,4 @@ def persist_queue_of(hub: Hub, key_prefix: str) -> QueueChannel:
 
 async def submit_records(queue: QueueChannel, records: list[EntityRecord]) -> None:
     """Queue records for durable storage (this never waits for the database)."""
-    for record in records:
-        await queue.put(record.to_wire())
+    await queue.put_many([record.to_wire() for record in records])

@@ -82,6 +82,18 @@ async def test_a_queue_delivers_messages_in_order_and_ack_removes_them(hub):
     assert await queue.length() == 0
 
 
+async def test_put_many_appends_in_order(hub):
+    queue = hub.open_queue()
+    await queue.put_many([{"n": i} for i in range(5)])
+    await queue.put_many([])
+    received = []
+    for _ in range(5):
+        delivery = await queue.get(timeout=1)
+        received.append(delivery.message["n"])
+        await delivery.ack()
+    assert received == [0, 1, 2, 3, 4]
+
+
 async def test_waiting_counts_only_messages_nobody_has_taken(hub):
     queue = hub.open_queue()
     assert await queue.waiting() == 0

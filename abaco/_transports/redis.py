@@ -67,6 +67,13 @@ class RedisTransport:
         except StoreError as exc:
             raise SendFailed(f"queue {address}: {exc}") from exc
 
+    async def queue_put_many(self, address: str, frames: list[bytes]) -> None:
+        """Append frames to a queue in one round trip, in order."""
+        try:
+            await self.redis.script("queue_put_many")([address], frames)
+        except StoreError as exc:
+            raise SendFailed(f"queue {address}: {exc}") from exc
+
     async def queue_take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
         """Take one delivery (id, frame), waiting up to ``timeout`` seconds (None: forever).
 

@@ -270,6 +270,11 @@ class ZmqTransport:
         """
         await self._pipelined(address, b"put", frame, confirm=confirm)
 
+    async def queue_put_many(self, address: str, frames: list[bytes]) -> None:
+        """Append frames to a queue, in order (pipelined like :meth:`queue_put`)."""
+        for frame in frames:
+            await self.queue_put(address, frame)
+
     async def _pipelined(self, address: str, op: bytes, *args: bytes, confirm: bool) -> None:
         endpoint, channel_id = _split(address)
         peer = self._peers.get(endpoint) or await self.peer(endpoint)
