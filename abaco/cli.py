@@ -82,10 +82,6 @@ async def _until_signalled(
             nursery.cancel_scope.cancel()
 
 
-def _storage_url(settings: Settings) -> str:
-    return settings.persistence.storage_url or f"sqlite:///{settings.state.path() / 'records.db'}"
-
-
 async def _serve_storage(settings: Settings, role: str) -> None:
     """Run a persistence actor (drainer and query server) or a janitor until stopped."""
     import trio
@@ -96,12 +92,13 @@ async def _serve_storage(settings: Settings, role: str) -> None:
     from abaco.persistence import drain
     from abaco.queries import serve_queries
     from abaco.redis_client import open_configured_redis
+    from abaco.restore import storage_url
     from abaco.storage import open_storage
     from abaco.storage.postgres import redact
 
     if not settings.redis.url and role == "persistence":
         raise BadRequest("the persistence actor needs the platform's Redis: set [redis] url")
-    async with open_storage(_storage_url(settings)) as storage:
+    async with open_storage(storage_url(settings)) as storage:
         if role == "janitor":
             options = settings.janitor
             policy = JanitorPolicy(
@@ -121,7 +118,7 @@ async def _serve_storage(settings: Settings, role: str) -> None:
                 functools.partial(drain, queue, storage, batch_size=settings.persistence.batch_size)
             )
             nursery.start_soon(serve_queries, hub, redis, prefix, storage)
-            _log.info("persistence.serving", storage=redact(_storage_url(settings)))
+            _log.info("persistence.serving", storage=redact(storage_url(settings)))
 
 
 class _Parser(argparse.ArgumentParser):
