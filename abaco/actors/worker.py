@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -229,14 +230,8 @@ class WorkerProcess:
             await delivery.ack()
             return
         with bind_ids(execution_id=execution.id):
-            lost = await self._run(delivery, message, execution)
-            if lost:
-                _log.warning("worker.lost_message", execution_id=execution.id)
-                return
-        try:
-            await delivery.ack()
-        except Aborted:
-            _log.warning("worker.ack_refused", execution_id=execution.id)
+            if await self._run(delivery, message, execution):
+                await self._ack(delivery, execution.id)
 
     async def _claim(self, message: MailboxMessage) -> Execution | None:
         """The execution to run for a message, or None when it needs no run."""
@@ -266,7 +261,11 @@ class WorkerProcess:
         return execution
 
     async def _run(self, delivery: Delivery, message: MailboxMessage, execution: Execution) -> bool:
-        """Run one execution; returns True when the message was lost to another worker."""
+        """Run one execution; returns whether the message still needs acknowledging.
+
+        It does not when the run acknowledged it (it ended, or was aborted), nor when
+        another worker took the message over (this one was presumed dead).
+        """
         stores = self.stores
         try:
             execution = await stores.executions.move(
@@ -276,7 +275,7 @@ class WorkerProcess:
                 start_time=utcnow(),
             )
         except InvalidTransition:
-            return False  # aborted meanwhile
+            return True  # aborted meanwhile: nothing to run
         await self._set_worker(WorkerStatus.BUSY)
         spec = ExecutionSpec(
             execution_id=execution.id,
@@ -328,17 +327,19 @@ class WorkerProcess:
             finally:
                 self.running = None
             nursery.cancel_scope.cancel()
-        await stores.logs.finish(execution.id)
-        if lost:
-            return True
-        if outcome is None:
+        if lost or outcome is None:
+            await stores.logs.finish(execution.id)
+            if lost:
+                _log.warning("worker.lost_message", execution_id=execution.id)
+                return False
             # Aborted through the API: the record says ABORTED already, _abandon acked.
             await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
             return False
-        for result in outcome.results:
-            await stores.results.push(execution.id, result)
-        for tag, payload in outcome.requests:
-            await self._carry_out(execution, message, tag, payload)
+        # Writes that do not depend on each other go out together: with an fsync on every
+        # write, each wait for the disk costs more than the write itself.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stores.logs.finish, execution.id)
+            nursery.start_soon(self._keep_results, execution, message, outcome)
         try:
             finished = await stores.executions.move(
                 execution.id,
@@ -354,10 +355,34 @@ class WorkerProcess:
         except InvalidTransition:
             # Aborted (or failed by the health supervisor) as it finished: that stands.
             _log.info("worker.finished_too_late", execution_id=execution.id)
-        else:
-            await self._persist(finished, outcome)
-        await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
+            finished = None
+        async with trio.open_nursery() as nursery:
+            if finished is not None:
+                nursery.start_soon(self._persist, finished, outcome)
+            nursery.start_soon(
+                functools.partial(
+                    self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()
+                )
+            )
+        # Last: a message is acknowledged only once its outcome is stored and on its way
+        # to durable storage (a restore would run it again otherwise).
+        await self._ack(delivery, execution.id)
         return False
+
+    async def _keep_results(
+        self, execution: Execution, message: MailboxMessage, outcome: ExecutionOutcome
+    ) -> None:
+        """Store the results in order, then apply what the execution asked of the platform."""
+        for result in outcome.results:
+            await self.stores.results.push(execution.id, result)
+        for tag, payload in outcome.requests:
+            await self._carry_out(execution, message, tag, payload)
+
+    async def _ack(self, delivery: Delivery, execution_id: str) -> None:
+        try:
+            await delivery.ack()
+        except Aborted:
+            _log.warning("worker.ack_refused", execution_id=execution_id)
 
     async def _persist(self, execution: Execution, outcome: ExecutionOutcome) -> None:
         """Hand the execution's records to the persist queue, for durable storage."""
