@@ -10,6 +10,7 @@ shared resources (Redis, the channel hub) once for the server's lifetime.
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,7 +178,8 @@ async def _serve(app: QuartTrio, host: str, port: int) -> AsyncIterator[str]:
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = None
+    # Hypercorn's own errors (protocol errors, resets) go to the logs, not nowhere.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5.0
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
