@@ -26,7 +26,7 @@ from abaco.errors import BadRequest, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from abaco.actors.models import Actor, Alias
-    from abaco.api.schemas import ActorSpec
+    from abaco.api.schemas import ActorSpec, PermissionSpec
 
 __all__ = [
     "RESERVED_ALIASES",
@@ -36,8 +36,10 @@ __all__ = [
     "alias_level",
     "check_alias_name",
     "check_privileged",
+    "grant",
     "is_alias_name",
     "level_of",
+    "permissions_view",
     "require_admin",
 ]
 
@@ -200,3 +202,21 @@ def check_privileged(spec: ActorSpec) -> None:
             raise PermissionDenied(
                 f"Not authorized -- only admins and privileged users can {what}."
             )
+
+
+async def permissions_view(resource_id: str) -> dict[str, str]:
+    """Every user's level on an actor or alias, as the API shows it."""
+    levels = await stores().permissions.all(resource_id)
+    return {user: level.name for user, level in sorted(levels.items())}
+
+
+async def grant(resource_id: str, spec: PermissionSpec) -> None:
+    """Give ``spec.user`` ``spec.level`` (NONE revokes) on an actor or alias, after checks."""
+    if spec.level not in PermissionLevel.__members__:
+        raise BadRequest(
+            f"Invalid permission level: {spec.level}. "
+            f"The valid values are {list(PermissionLevel.__members__)}"
+        )
+    if not spec.user or ":" in spec.user or any(c.isspace() for c in spec.user):
+        raise BadRequest(f"Invalid permissions description: user {spec.user!r}.")
+    await stores().permissions.grant(resource_id, spec.user, PermissionLevel[spec.level])

@@ -17,7 +17,7 @@ from quart import Blueprint, current_app
 from abaco.actors.ids import new_id
 from abaco.actors.models import Actor, Alias, PermissionLevel, utcnow
 from abaco.actors.states import ActorStatus, transition
-from abaco.api.access import actor_for, check_privileged, level_of
+from abaco.api.access import actor_for, check_privileged, grant, level_of, permissions_view
 from abaco.api.context import api_server, hub, identity, redis, settings, stores
 from abaco.api.display import actor_view
 from abaco.api.envelope import TooManyRequests, ok
@@ -237,30 +237,17 @@ async def set_state(actor_id: str) -> dict[str, Any]:
     return ok(actor_view(actor, api_server()), "State updated successfully.")
 
 
-async def _permissions_view(actor: Actor) -> dict[str, str]:
-    levels = await stores().permissions.all(actor.id)
-    return {user: level.name for user, level in sorted(levels.items())}
-
-
 @blueprint.get("/actors/<actor_id>/permissions")
 async def get_permissions(actor_id: str) -> dict[str, Any]:
     """Who may do what to the actor."""
     actor = await actor_for(actor_id, PermissionLevel.READ)
-    return ok(await _permissions_view(actor), "Permissions retrieved successfully.")
+    return ok(await permissions_view(actor.id), "Permissions retrieved successfully.")
 
 
 @blueprint.post("/actors/<actor_id>/permissions")
 async def grant_permission(actor_id: str) -> dict[str, Any]:
     """Give a user a level (NONE revokes) on the actor."""
     actor = await actor_for(actor_id, PermissionLevel.UPDATE)
-    spec = parse(PermissionSpec, await json_body())
-    if spec.level not in PermissionLevel.__members__:
-        raise BadRequest(
-            f"Invalid permission level: {spec.level}. "
-            f"The valid values are {list(PermissionLevel.__members__)}"
-        )
-    if not spec.user or ":" in spec.user:
-        raise BadRequest(f"Invalid permissions description: user {spec.user!r}.")
-    await stores().permissions.grant(actor.id, spec.user, PermissionLevel[spec.level])
+    await grant(actor.id, parse(PermissionSpec, await json_body()))
     await persist_actor(stores(), hub(), settings(), actor.id)  # write-through (abaco.restore)
-    return ok(await _permissions_view(actor), "Permission added successfully.")
+    return ok(await permissions_view(actor.id), "Permission added successfully.")

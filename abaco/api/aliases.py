@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint
 
 from abaco.actors.models import Alias, PermissionLevel, to_dict
-from abaco.api.access import actor_for, alias_for, alias_level, check_alias_name, level_of
+from abaco.api.access import (
+    actor_for,
+    alias_for,
+    alias_level,
+    check_alias_name,
+    grant,
+    level_of,
+    permissions_view,
+)
 from abaco.api.context import api_server, identity, stores
 from abaco.api.envelope import ok
 from abaco.api.inputs import collect, json_body, paging
@@ -144,29 +152,16 @@ async def delete_alias(alias: str) -> dict[str, Any]:
     return ok(None, f"Alias {found.alias} deleted successfully.")
 
 
-async def _permissions_view(alias: Alias) -> dict[str, str]:
-    levels = await stores().permissions.all(alias.alias)
-    return {user: level.name for user, level in sorted(levels.items())}
-
-
 @blueprint.get("/actors/aliases/<alias>/permissions")
 async def get_alias_permissions(alias: str) -> dict[str, Any]:
     """Who may do what to the alias itself."""
     found = await alias_for(alias, PermissionLevel.READ)
-    return ok(await _permissions_view(found), "Permissions retrieved successfully.")
+    return ok(await permissions_view(found.alias), "Permissions retrieved successfully.")
 
 
 @blueprint.post("/actors/aliases/<alias>/permissions")
 async def grant_alias_permission(alias: str) -> dict[str, Any]:
     """Give a user a level (NONE revokes) on the alias itself."""
     found = await alias_for(alias, PermissionLevel.UPDATE)
-    spec = parse(PermissionSpec, await json_body())
-    if spec.level not in PermissionLevel.__members__:
-        raise BadRequest(
-            f"Invalid permission level: {spec.level}. "
-            f"The valid values are {list(PermissionLevel.__members__)}"
-        )
-    if not spec.user or ":" in spec.user or any(c.isspace() for c in spec.user):
-        raise BadRequest(f"Invalid permissions description: user {spec.user!r}.")
-    await stores().permissions.grant(found.alias, spec.user, PermissionLevel[spec.level])
-    return ok(await _permissions_view(found), "Permission added successfully.")
+    await grant(found.alias, parse(PermissionSpec, await json_body()))
+    return ok(await permissions_view(found.alias), "Permission added successfully.")
