@@ -399,3 +399,20 @@ async def test_an_execution_sees_its_configs_and_abacos_variables(
     assert env["_abaco_actor_revision"] == str(actor["revision"])
     assert env["_abaco_container_repo"] == actor["image"]
     assert env["_abaco_execution_id"] == execution_id
+
+
+async def test_configs_are_per_tenant(client, actor, platform_redis, settings, api_url):
+    await _create(client, actors=actor["id"])
+    other = await user_client(platform_redis, settings, api_url, "admin2", Role.ADMIN, "tenant2")
+    try:
+        assert (await other.get("/actors/configs")).json()["result"] == []
+        assert (await other.get("/actors/configs/the_config")).status_code == 404
+        # The other tenant's actor ids do not exist here either.
+        refused = await other.post("/actors/configs", json=_config(actors=actor["id"]))
+        assert refused.status_code == 404
+        theirs = await create_actor(other, name="theirs")
+        made = await _create(other, actors=theirs["id"], value="tenant2 value")
+        assert made["value"] == "tenant2 value"
+    finally:
+        await other.aclose()
+    assert (await client.get("/actors/configs/the_config")).json()["result"]["value"] == "my value"
