@@ -9,6 +9,8 @@ file or variable, the ``[section] key`` and what was expected.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import pathlib
 import tomllib
@@ -251,6 +253,15 @@ class JanitorSettings:
     """Seconds between the janitor's sweeps (each waits for the storage to be idle)."""
 
 
+def _fernet_key_ok(value: str) -> bool:
+    if value == "":
+        return True
+    try:
+        return len(base64.urlsafe_b64decode(value.encode())) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 @attrs.frozen(kw_only=True)
 class AuthSettings:
     """``[auth]``: who may call the API."""
@@ -259,6 +270,11 @@ class AuthSettings:
     """A static bearer token for the admin user; "" means ``abaco up`` makes one."""
     admin_user: str = attrs.field(default="admin", validator=_NON_EMPTY)
     """The user the admin token identifies."""
+    config_key: str = attrs.field(
+        default="",
+        validator=_check('"" or a Fernet key (32 bytes, url-safe base64)', _fernet_key_ok),
+    )
+    """The key secret actor configs are encrypted with; "" means one made in the state dir."""
 
 
 @attrs.frozen(kw_only=True)

@@ -16,6 +16,9 @@ Keyspace (``P`` is ``[redis] key_prefix``, ``T`` the tenant; ids never contain `
     P:T:alias:ALIAS                   hash    one Alias (its id is the alias name)
     P:T:alias:_ids                    zset    every alias
     P:T:permissions:RESOURCE          hash    user -> READ | EXECUTE | UPDATE on an actor/alias
+    P:T:config:NAME                   hash    one ActorConfig (a secret's value is ciphertext)
+    P:T:config:_ids                   zset    every actor config
+    P:T:config:permissions:NAME       hash    user -> READ | EXECUTE | UPDATE on a config
     P:T:logs:EXECUTION                stream  log chunks {d: text}; a last entry {end: ""}
     P:T:logs:EXECUTION:meta           hash    size (bytes kept), dropped (bytes cut off the head)
     P:T:results:EXECUTION             list    an execution's binary results, first in first out
@@ -35,6 +38,7 @@ import attrs
 
 from abaco._records import Page as Page
 from abaco._records import RecordStore as RecordStore
+from abaco.actor_configs import ActorConfig
 from abaco.actors.models import (
     Actor,
     Alias,
@@ -239,6 +243,8 @@ class Stores:
     logs: LogStore
     results: ResultStore
     state: StateStore
+    configs: RecordStore[ActorConfig]
+    config_permissions: PermissionStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings, tenant: str | None = None) -> Stores:
@@ -276,4 +282,6 @@ class Stores:
             ),
             results=ResultStore(redis, namespace, expiry=settings.stores.log_expiry),
             state=StateStore(redis, namespace),
+            configs=records("config", ActorConfig, id_field="name"),
+            config_permissions=PermissionStore(redis, f"{namespace}:config"),
         )

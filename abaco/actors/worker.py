@@ -35,6 +35,7 @@ import structlog
 import trio
 
 from abaco._paths import runtime_dir
+from abaco.actor_configs import CONFIGS_VARIABLE, environment_value, execution_configs
 from abaco.actors.context import MESSAGE_TAG, STATE_TAG
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of, submit
@@ -93,11 +94,13 @@ def environment_for(
     message: MailboxMessage,
     worker_id: str,
     state: Any,
+    configs: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of one execution, as Abaco gives it.
 
     The actor's ``default_environment`` first, then the message's own variables, then
-    the platform's ``_abaco_*`` variables, which neither may override.
+    the platform's ``_abaco_*`` variables and the actor's ``configs`` (name -> value, as
+    :func:`abaco.actor_configs.execution_configs` finds them), which neither may override.
     """
     text = message.body if isinstance(message.body, str) else ""
     return {
@@ -115,6 +118,9 @@ def environment_for(
         "_abaco_username": message.username,
         "_abaco_api_server": actor.api_server,
         "_abaco_actor_state": json.dumps(state),
+        # Abaco's value is the header its JWT came in, as Flask spells it: X-Jwt-Assertion-Sd2E.
+        "_abaco_jwt_header_name": f"X-Jwt-Assertion-{actor.tenant.replace('_', '-')}".title(),
+        CONFIGS_VARIABLE: environment_value(configs or {}),
     }
 
 
@@ -285,6 +291,7 @@ class WorkerProcess:
                 message,
                 self.worker_id,
                 {} if self.actor.stateless else await stores.state.get(self.actor.id),
+                await execution_configs(stores, self.settings, self.actor),
             ),
             message=message.body if isinstance(message.body, bytes) else message.body.encode(),
             content_type=message.content_type,

@@ -19,6 +19,7 @@ import abaco
 from abaco.api.schemas import (
     ActorSpec,
     AliasSpec,
+    ConfigSpec,
     NonceSpec,
     PermissionSpec,
     RevokeSpec,
@@ -52,6 +53,15 @@ _BODIES: dict[str, dict[str, Any]] = {
         "required": ["actor_id"],
     },
     "aliases.grant_alias_permission": json_schema(PermissionSpec),
+    "configs.create_config": {
+        **json_schema(ConfigSpec),
+        "required": ["name", "value", "actors", "is_secret"],
+    },
+    "configs.update_config": {
+        **json_schema(ConfigSpec),
+        "required": ["value", "actors", "is_secret"],
+    },
+    "configs.grant_config_permission": json_schema(PermissionSpec),
     "nonces.create_nonce": json_schema(NonceSpec),
     "nonces.create_alias_nonce": json_schema(NonceSpec),
 }
@@ -65,6 +75,7 @@ _PAGING = [
 _QUERIES: dict[str, list[dict[str, Any]]] = {
     "actors.list_actors": _PAGING,
     "aliases.list_aliases": _PAGING,
+    "configs.list_configs": _PAGING,
     "nonces.list_nonces": _PAGING,
     "nonces.list_alias_nonces": _PAGING,
     "executions.list_executions": _PAGING,

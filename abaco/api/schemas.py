@@ -21,6 +21,7 @@ from abaco.errors import BadRequest
 __all__ = [
     "ActorSpec",
     "AliasSpec",
+    "ConfigSpec",
     "NonceSpec",
     "PermissionSpec",
     "RevokeSpec",
@@ -86,6 +87,17 @@ class AliasSpec:
     alias: str | None = None
     actor_id: str | None = None
     description: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ConfigSpec:
+    """An actor config (POST /actors/configs needs every field; PUT all but ``name``)."""
+
+    name: str | None = None
+    value: str | None = None
+    #: Comma-separated actor ids and aliases, as in Abaco.
+    actors: str | None = None
+    is_secret: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
