@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 from abaco.api import (
     actors,
     aliases,
+    cron,
     executions,
     messages,
     nonces,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> QuartTrio:
     app.config["abaco.repository"] = _open_repository(settings)
     for module in (repository, aliases, nonces, actors, messages, executions, workers, tokens, ops):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(cron.blueprint)  # /actors/cron: a static rule, not an actor id
     limiter = RateLimiter(settings.api.requests_per_second)
 
     @app.before_request
