@@ -21,9 +21,9 @@ The claim comes before the send: a cron actor that dies between the two loses th
 rather than letting another send it twice (at most once).
 
 Each instance notes its last pass in ``P:_platform:cron:instances`` (a hash: instance id
--> JSON with host, pid, tick, last pass time and messages sent), which
-``GET /actors/cron`` shows; an instance removes its entry when it stops, and entries
-silent for :data:`STALE_TICKS` ticks are removed by the others.
+-> JSON with host, pid, tick, last pass time and messages sent; the key and its reader
+are in :mod:`abaco.api.cron`, which shows them); an instance removes its entry when it
+stops, and entries silent for :data:`STALE_TICKS` ticks are removed by the others.
 
 Run it with ``python -m abaco.cron_actor [--config PATH]`` (``abaco cron``); ``abaco up``
 runs one.
@@ -37,7 +37,7 @@ import os
 import signal
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import structlog
@@ -45,6 +45,7 @@ import trio
 
 from abaco.actors.ids import new_id
 from abaco.actors.models import utcnow
+from abaco.api.cron import instances, instances_key
 from abaco.api.envelope import TooManyRequests
 from abaco.api.messages import accept_message
 from abaco.channels import open_hub
@@ -65,8 +66,6 @@ __all__ = [
     "CRON_USER",
     "STALE_TICKS",
     "TickReport",
-    "instances",
-    "instances_key",
     "main",
     "run_cron",
     "tick_once",
@@ -99,24 +98,6 @@ class TickReport:
 
 class _NotDue(Exception):
     """The run seen due is no longer the actor's next run: another claimed it, or it changed."""
-
-
-def instances_key(key_prefix: str) -> str:
-    """The hash in which cron instances note their passes."""
-    return f"{key_prefix}:_platform:cron:instances"
-
-
-async def instances(redis: Redis, key_prefix: str) -> list[dict[str, Any]]:
-    """The cron instances that noted a pass, by id, with what they noted."""
-    found = []
-    for instance_id, raw in sorted((await redis.hgetall(instances_key(key_prefix))).items()):
-        try:
-            noted = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(noted, dict):
-            found.append({"id": instance_id.decode(), **noted})
-    return found
 
 
 def _due_run(actor: Actor, now: datetime) -> str | None:
