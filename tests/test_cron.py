@@ -233,3 +233,22 @@ def test_the_current_schedule_sent_again_changes_nothing_even_once_its_start_pas
 
 def test_no_schedule_no_cron_fields():
     assert cron_fields({"cron_on": True}, current=None, now=NOW, allow_seconds=False) == {}
+
+
+cron_like = st.lists(
+    st.sampled_from(["*", "*/3", "0", "59", "1-5", "L", "#", "?", "MON", "JAN", "7", "99", ","]),
+    min_size=5,
+    max_size=5,
+).map(" ".join)
+
+
+@given(st.one_of(st.text(), cron_like, st.text().map(lambda t: f"now + {t}")))
+def test_any_text_is_a_schedule_or_a_bad_request(text):
+    try:
+        schedule = parse_schedule(text, allow_seconds=True)
+        first = schedule.first(NOW)
+    except BadRequest:
+        return
+    assert first >= truncate(NOW, schedule.resolution)
+    following = schedule.after(first, first)
+    assert following is None or following > first

@@ -90,7 +90,7 @@ def seconds_from_now(seconds: int) -> str:
 async def test_two_cron_actors_send_one_message_per_run_and_workers_run_them(platform):
     http = platform.http
     async with cron_actors(platform, 2):
-        actor = await ready_actor(http, cron_schedule=f"{seconds_from_now(3)} + 1 second")
+        actor = await ready_actor(http, cron_schedule=f"{seconds_from_now(5)} + 1 second")
         first = parse_time(actor["cron_next_ex"])
         await eventually(lambda: sent_at_least(http, actor["id"], 5), 90)
     # Both cron actors stopped: count what they sent against the runs they went through.
