@@ -92,7 +92,7 @@ class TickReport:
     passed: int = 0
     #: Runs this instance saw due but another instance claimed first.
     lost: int = 0
-    #: Runs claimed but not sent (the mailbox full, or the send failed).
+    #: Runs not sent for an error: the mailbox full, a write that failed.
     failed: int = 0
 
 
@@ -201,8 +201,13 @@ async def tick_once(
     now = utcnow() if now is None else now
     report = TickReport()
     for tenant in sorted(await known_tenants(redis, settings.redis.key_prefix)):
-        stores = Stores.open(redis, settings, tenant)
-        await _tenant_pass(settings, stores, hub, now, report)
+        try:
+            await _tenant_pass(settings, Stores.open(redis, settings, tenant), hub, now, report)
+        except StoreUnavailable:
+            raise
+        except AbacoError as exc:
+            # One tenant's bad record must not keep the others from their runs.
+            _log.warning("cron.tenant_failed", tenant=tenant, error=str(exc))
     return report
 
 
