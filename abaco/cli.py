@@ -5,11 +5,13 @@ Sub-commands:
 - ``abaco up``: runs the whole platform on this machine (:mod:`abaco.launcher`): the
   embedded Valkey under the state dir (or the configured Redis), then every component in
   a process of its own under :mod:`abaco.supervisor` (api, scheduler, health, one
-  spawner, a persistence drainer and the janitor), restarted if it dies, all stopped on
-  Ctrl-C/SIGTERM/SIGHUP, children first and the data layer last. ``--demo`` then runs
-  the sample actor through the REST API (:mod:`abaco.examples.demo`) and stops.
-- ``abaco api`` / ``scheduler`` / ``health`` / ``spawner``: run one component in this
-  process until SIGTERM/SIGINT; the arguments after the name are the component's own.
+  spawner, a persistence drainer, the janitor and the cron actor), restarted if it dies,
+  all stopped on Ctrl-C/SIGTERM/SIGHUP, children first and the data layer last.
+  ``--demo`` then runs the sample actor through the REST API (:mod:`abaco.examples.demo`)
+  and stops.
+- ``abaco api`` / ``scheduler`` / ``health`` / ``spawner`` / ``cron``: run one component
+  in this process until SIGTERM/SIGINT; the arguments after the name are the component's
+  own.
 - ``abaco persistence``: drain the persist queue into durable storage, answer queries.
 - ``abaco janitor``: delete old records from durable storage.
 - ``abaco check``: write and read records and send a request over each channel transport,
@@ -56,6 +58,7 @@ _COMPONENTS = {
     "scheduler": ("abaco.scheduler", "place new workers on hosts"),
     "health": ("abaco.health", "find dead workers and hosts, replace and scale workers"),
     "spawner": ("abaco.spawner", "start and stop workers on this host (also abaco-spawner)"),
+    "cron": ("abaco.cron_actor", "send actors their scheduled (cron) messages"),
 }
 # What stops a long-running command; `abaco up` also stops when its terminal goes away.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

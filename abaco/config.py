@@ -318,6 +318,16 @@ class HealthSettings:
 
 
 @attrs.frozen(kw_only=True)
+class CronSettings:
+    """``[cron]``: the cron actor, which sends actors their scheduled messages."""
+
+    tick: float = attrs.field(default=5.0, validator=_POSITIVE)
+    """Seconds between the cron actor's passes over the actors (how late a run may be)."""
+    allow_seconds: bool = False
+    """Whether schedules may count in seconds (``now + 2 seconds``): for tests."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -336,6 +346,7 @@ class Settings:
     scheduler: SchedulerSettings = attrs.Factory(SchedulerSettings)
     spawner: SpawnerSettings = attrs.Factory(SpawnerSettings)
     health: HealthSettings = attrs.Factory(HealthSettings)
+    cron: CronSettings = attrs.Factory(CronSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.

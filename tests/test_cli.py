@@ -119,7 +119,7 @@ def test_the_persistence_actor_needs_the_platforms_redis(tmp_path):
 # `abaco up` as a real process -------------------------------------------------------------
 
 BANNER_END = b"press Ctrl-C to stop"
-PLATFORM = {"api", "scheduler", "health", "spawner", "persistence", "janitor"}
+PLATFORM = {"api", "scheduler", "health", "spawner", "persistence", "janitor", "cron"}
 
 
 def _free_port() -> int:

@@ -26,6 +26,7 @@ from abaco.api.messages import purge_mailbox
 from abaco.api.nonces import forget_alias_nonces
 from abaco.api.schemas import ActorSpec, PermissionSpec, parse
 from abaco.control import remember_tenant, request_workers, stop_worker
+from abaco.cron import cron_fields
 from abaco.errors import BadRequest, BundleError, NotFound
 from abaco.restore import persist_actor
 
@@ -104,6 +105,9 @@ async def create_actor() -> dict[str, Any]:
     if not image:
         raise BadRequest("Invalid actor description: image is required.")
     _check_fields(fields, stateless=fields.get("stateless", True))
+    fields |= cron_fields(
+        fields, current=None, now=utcnow(), allow_seconds=settings().cron.allow_seconds
+    )
     _require_image(image)
     caller = identity()
     limit = settings().api.max_actors_per_user
@@ -153,6 +157,12 @@ async def update_actor(actor_id: str) -> dict[str, Any]:
             "to be stateless."
         )
     _check_fields(fields, stateless=fields.get("stateless", current.stateless))
+    fields |= cron_fields(
+        fields,
+        current=current.cron_schedule,
+        now=utcnow(),
+        allow_seconds=settings().cron.allow_seconds,
+    )
     if "image" in fields:
         _require_image(fields["image"])
     restart = bool(spec.force) or fields.get("image", current.image) != current.image

@@ -26,6 +26,7 @@ from abaco.api import (
     actors,
     aliases,
     configs,
+    cron,
     executions,
     messages,
     nonces,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> QuartTrio:
     for module in (repository, aliases, nonces, actors, messages, executions, workers, tokens, ops):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(configs.blueprint)
+    app.register_blueprint(cron.blueprint)  # /actors/cron: a static rule, not an actor id
     limiter = RateLimiter(settings.api.requests_per_second)
 
     @app.before_request
