@@ -73,6 +73,19 @@ _AT_LEAST_ONE = _check("an integer >= 1", lambda value: value >= 1)
 _NON_NEGATIVE = _check("an integer >= 0", lambda value: value >= 0)
 _PORT = _check("a port number in 0..65535", lambda value: 0 <= value <= 65535)
 _NON_EMPTY = _check("a non-empty string", bool)
+
+
+def _mounts_allowed(value: str) -> bool:
+    from abaco.actors.mounts import parse_allowed  # here: the loader stays light
+
+    try:
+        parse_allowed(value)
+    except ValueError:
+        return False
+    return True
+
+
+_MOUNTS = _check("comma-separated HOST_PATH:ro or HOST_PATH:rw entries", _mounts_allowed)
 _REDIS_URL = _check(
     "a redis://, rediss:// or unix:// URL, or an empty string",
     lambda value: value == "" or urlsplit(value).scheme in {"redis", "rediss", "unix"},
@@ -172,6 +185,8 @@ class ApiSettings:
     """Most messages waiting in one actor's mailbox (429 above it)."""
     requests_per_second: float = attrs.field(default=1000.0, validator=_POSITIVE)
     """Requests per second one user may make to one API process, in bursts of as many (429)."""
+    cors_origins: str = "*"
+    """Comma-separated origins browsers may call the API from; "*" any, "" none (no CORS)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -220,6 +235,10 @@ class WorkerSettings:
     """Run executions in bubblewrap where it is installed (rlimits apply everywhere)."""
     work_dir: str = ""
     """Where executions' work dirs go; "" means ``work`` in the runtime dir (short paths)."""
+    allow_privileged: bool = False
+    """Whether admins and privileged users may make privileged actors (root in the sandbox)."""
+    mounts_allowed: str = attrs.field(default="", validator=_MOUNTS)
+    """Host paths actors may mount: comma-separated ``HOST_PATH:ro`` or ``HOST_PATH:rw``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -275,6 +294,24 @@ class AuthSettings:
         validator=_check('"" or a Fernet key (32 bytes, url-safe base64)', _fernet_key_ok),
     )
     """The key secret actor configs are encrypted with; "" means one made in the state dir."""
+    jwt_public_key_file: str = ""
+    """A PEM public key that signs the JWTs of ``X-JWT-Assertion-TENANT`` headers."""
+    jwt_jwks_file: str = ""
+    """A JWKS file of such keys (chosen by the token's ``kid``); both "": JWT disabled."""
+    jwt_algorithms: str = attrs.field(default="RS256", validator=_NON_EMPTY)
+    """Comma-separated signature algorithms accepted."""
+    jwt_audience: str = ""
+    """When set, the ``aud`` a token must carry; "" does not check ``aud``."""
+    jwt_user_claim: str = attrs.field(
+        default="http://wso2.org/claims/enduser", validator=_NON_EMPTY
+    )
+    """The claim naming the user (anything from an "@" on is dropped, as Abaco does)."""
+    jwt_roles_claim: str = attrs.field(default="http://wso2.org/claims/role", validator=_NON_EMPTY)
+    """The claim listing the user's roles: a comma-separated string or a list."""
+    jwt_role_prefix: str = "Internal/abaco-"
+    """What precedes admin, privileged, user or limited in a role of that claim."""
+    jwt_tenant_claim: str = ""
+    """When set, a claim that must equal the tenant of the header's name; "" trusts the name."""
 
 
 @attrs.frozen(kw_only=True)

@@ -29,7 +29,7 @@ from abaco.actors._execution import (
     workspace,
 )
 from abaco.actors._process import Child, descendants, spawn
-from abaco.actors.sandbox import BUNDLE_DIR, WORK_DIR, apply_limits, bwrap_argv
+from abaco.actors.sandbox import BUNDLE_DIR, WORK_DIR, Grants, apply_limits, bwrap_argv
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,8 +53,10 @@ class CommandRunner:
         hide: Sequence[Path],
         extra_ro: Sequence[Path],
         options: RunnerOptions,
+        grants: Grants = Grants(),  # noqa: B008 - frozen, so sharing is safe
     ) -> None:
         self._bundle_dir, self._argv, self._bwrap = bundle_dir, list(argv), bwrap
+        self._grants = grants
         self._work_root, self._hide, self._extra_ro = work_root, hide, extra_ro
         self._options = options
         self._busy = False
@@ -76,6 +78,7 @@ class CommandRunner:
                 hide=self._hide,
                 chdir=BUNDLE_DIR,  # a command runs in its bundle, as the manifest says
                 bwrap=self._bwrap,
+                grants=self._grants,
             )
             argv, cwd, inside, tmp = [*sandbox, *self._argv], None, WORK_DIR, "/tmp"
         try:

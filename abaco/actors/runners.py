@@ -31,7 +31,14 @@ from abaco.actors._execution import OutputSink as OutputSink
 from abaco.actors._execution import RunnerError as RunnerError
 from abaco.actors._execution import RunnerOptions as RunnerOptions
 from abaco.actors._python_runner import PythonRunner as PythonRunner
-from abaco.actors.sandbox import BUNDLE_DIR, bwrap_argv, find_bwrap, python_layout, sandbox_path
+from abaco.actors.sandbox import (
+    BUNDLE_DIR,
+    Grants,
+    bwrap_argv,
+    find_bwrap,
+    python_layout,
+    sandbox_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -83,6 +90,7 @@ async def open_python_runner(
     extra_ro: Sequence[Path] = (),
     network: bool = False,
     options: RunnerOptions = RunnerOptions(),  # noqa: B008 - frozen, so sharing is safe
+    grants: Grants = Grants(),  # noqa: B008 - frozen, so sharing is safe
 ) -> AsyncIterator[PythonRunner]:
     """A runner whose zygote has imported ``runtime.entry_point`` from ``bundle_dir``.
 
@@ -90,7 +98,8 @@ async def open_python_runner(
     not). ``work_root`` is the zygote's ``/work``, all of it: give each runner its own.
     ``hide``: paths the sandbox must not show (the platform's state dir, its config);
     ``extra_ro``: more host paths to show read-only (see :func:`bwrap_argv`).
-    ``network`` is how the zygote starts; a spec asking otherwise restarts it. Raises
+    ``grants``: the actor's mounts and privileged mode (:class:`~abaco.actors.sandbox.Grants`;
+    bwrap only). ``network`` is how the zygote starts; a spec asking otherwise restarts it. Raises
     :class:`RunnerError` if the module does not import; a zygote that dies later is
     started again by the next ``run``.
     """
@@ -109,6 +118,7 @@ async def open_python_runner(
                 hide=hide,
                 bwrap=bwrap,
                 layout=layout,
+                grants=grants,
             )
             python, bundle = sandbox_path(layout.executable), BUNDLE_DIR
             tail = ["--tmp", "/tmp", "--kill-all"]
@@ -139,13 +149,14 @@ async def open_command_runner(
     hide: Sequence[Path] = (),
     extra_ro: Sequence[Path] = (),
     options: RunnerOptions = RunnerOptions(),  # noqa: B008 - frozen, so sharing is safe
+    grants: Grants = Grants(),  # noqa: B008 - frozen, so sharing is safe
 ) -> AsyncIterator[CommandRunner]:
     """A runner of ``runtime.argv`` in ``bundle_dir``, a fresh process per execution.
 
     The command runs in the bundle dir (``/bundle`` in the sandbox), as the manifest
     says; its work dir ``<work_root>/<id>`` is its HOME, seen as ``/work`` in the
-    sandbox. Without bwrap it runs with rlimits only. ``sandbox``, ``hide`` and
-    ``extra_ro`` are as for :func:`open_python_runner`.
+    sandbox. Without bwrap it runs with rlimits only. ``sandbox``, ``hide``, ``extra_ro``
+    and ``grants`` are as for :func:`open_python_runner`.
     """
     await trio.Path(work_root).mkdir(parents=True, exist_ok=True)
     bwrap = find_bwrap() if sandbox else None
@@ -157,4 +168,5 @@ async def open_command_runner(
         hide=hide,
         extra_ro=extra_ro,
         options=options,
+        grants=grants,
     )

@@ -35,6 +35,20 @@ covered, a directory by an empty read-only tmpfs, a file by ``/dev/null`` (which
 ``nodev`` binds will not even open), so the platform's state dir and config files stay
 invisible even where their parent is bound.
 
+What an actor may be granted beyond this (:class:`Grants`, from ``abaco.actors.mounts``):
+
+- **mounts**: host paths bound at the paths the actor names, read-only (``--ro-bind``)
+  or read-write (``--bind``), after everything above, never over or under a path the
+  sandbox already uses (:func:`bwrap_argv` raises ValueError);
+- **privileged**: the execution runs as uid/gid 0 *of its own user namespace* with every
+  capability of that namespace (``--cap-add ALL`` instead of ``--cap-drop ALL``): it may
+  mount, chown, change ownership inside its binds, bind ports below 1024 in its network
+  namespace. It stays in every namespace above; capabilities count only there, so it
+  gains nothing on the host that its mapped user lacks. But it may remount its read-only
+  binds read-write, so where the platform runs as root it can write the host's bound
+  trees: allowing privileged actors (``[worker] allow_privileged``) is a decision to
+  trust their owners, as Abaco's privileged (Docker's ``--privileged``) is.
+
 Limits that bubblewrap does not give: bwrap started by root maps the sandbox's uid to
 root outside, and the kernel never counts processes against RLIMIT_NPROC for root, so
 ``processes`` only binds when the platform runs as an ordinary user; files owned by
@@ -58,9 +72,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUNDLE_DIR",
+    "RESERVED_TARGETS",
     "SANDBOX_GID",
     "SANDBOX_UID",
     "WORK_DIR",
+    "Bind",
+    "Grants",
     "Limits",
     "PythonLayout",
     "apply_limits",
@@ -101,6 +118,33 @@ _ETC = (
     "services",
 )
 _ETC_NETWORK = ("resolv.conf", "host.conf", "gai.conf")
+
+#: Paths an actor's mount may not be at, inside, or above: the sandbox's own.
+RESERVED_TARGETS = tuple(
+    PurePosixPath(p) for p in (*_SYSTEM_DIRS, "/etc", "/run/abaco", *map(str, _RESERVED))
+)
+
+
+@attrs.frozen
+class Bind:
+    """A host path an actor is granted: ``source`` on the host at ``target`` inside."""
+
+    source: str
+    target: str
+    writable: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Grants:
+    """What an actor's sandbox adds to the default one (module docstring)."""
+
+    binds: tuple[Bind, ...] = ()
+    privileged: bool = False
+
+
+def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
+    """Whether one of ``a`` and ``b`` is the other or lies below it."""
+    return a == b or a in b.parents or b in a.parents
 
 
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
@@ -223,25 +267,29 @@ def bwrap_argv(
     chdir: str = WORK_DIR,
     bwrap: str = "bwrap",
     layout: PythonLayout | None = None,
+    grants: Grants = Grants(),
 ) -> list[str]:
     """The bubblewrap command line, ending in ``--``: append the command to run inside.
 
     ``bundle_dir`` appears read-only at ``/bundle``, ``work_dir`` read-write at ``/work``,
     each of ``extra_ro`` read-only at :func:`sandbox_path` of it. ``layout`` defaults to
-    this interpreter's (:func:`python_layout`). See the module docstring for the rest.
+    this interpreter's (:func:`python_layout`). ``grants``: the actor's mounts and
+    privileged mode; ValueError when a mount's target collides with the sandbox's own
+    paths. See the module docstring for the rest.
     """
     layout = python_layout() if layout is None else layout
+    uid, gid = (0, 0) if grants.privileged else (SANDBOX_UID, SANDBOX_GID)
     argv = [
         bwrap,
         "--unshare-all",
         "--unshare-user",
         "--uid",
-        str(SANDBOX_UID),
+        str(uid),
         "--gid",
-        str(SANDBOX_GID),
+        str(gid),
         "--hostname",
         "abaco",
-        "--cap-drop",
+        "--cap-add" if grants.privileged else "--cap-drop",
         "ALL",
         "--die-with-parent",
         "--new-session",
@@ -270,11 +318,30 @@ def bwrap_argv(
         argv += ["--ro-bind", source, target]
     binds += [(os.path.normpath(bundle_dir), BUNDLE_DIR), (os.path.normpath(work_dir), WORK_DIR)]
     argv += ["--ro-bind", str(bundle_dir), BUNDLE_DIR, "--bind", str(work_dir), WORK_DIR]
+    argv += _grant_binds(grants.binds, binds)
     for hidden in hide:
         argv += _hide(str(hidden), binds)
     # Last: bwrap's own root is a writable tmpfs until told otherwise.
     argv += ["--remount-ro", "/", "--chdir", chdir, "--"]
     return argv
+
+
+def _grant_binds(grants: Sequence[Bind], binds: list[tuple[str, str]]) -> list[str]:
+    """Arguments binding each granted mount; each is added to ``binds`` (for ``hide``)."""
+    arguments: list[str] = []
+    taken = [PurePosixPath(target) for _, target in binds] + list(RESERVED_TARGETS)
+    for grant in grants:
+        target = PurePosixPath(grant.target)
+        if not target.is_absolute() or str(target) != os.path.normpath(grant.target):
+            raise ValueError(f"mount target {grant.target!r} is not a normal absolute path")
+        clash = next((t for t in taken if _overlaps(target, t)), None)
+        if clash is not None:
+            raise ValueError(f"mount target {grant.target} collides with the sandbox's {clash}")
+        taken.append(target)
+        source = os.path.normpath(grant.source)
+        binds.append((source, str(target)))
+        arguments += ["--bind" if grant.writable else "--ro-bind", source, str(target)]
+    return arguments
 
 
 _warned_missing = False

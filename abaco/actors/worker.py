@@ -40,13 +40,14 @@ from abaco.actors.context import MESSAGE_TAG, STATE_TAG
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of, submit
 from abaco.actors.models import Actor, Execution, Worker, to_dict, utcnow
+from abaco.actors.mounts import grants_for
 from abaco.actors.runners import (
     ExecutionSpec,
     Runner,
     open_command_runner,
     open_python_runner,
 )
-from abaco.actors.sandbox import Limits
+from abaco.actors.sandbox import Grants, Limits
 from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus, is_terminal, transition
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
 from abaco.channels import Delivery, Hub, QueueChannel, open_hub
@@ -471,12 +472,18 @@ class WorkerProcess:
 
 
 def _open_runner(
-    bundle_dir: Path, manifest: Manifest, work_root: Path, *, sandbox: bool, hide: list[Path]
+    bundle_dir: Path,
+    manifest: Manifest,
+    work_root: Path,
+    *,
+    sandbox: bool,
+    hide: list[Path],
+    grants: Grants,
 ) -> AbstractAsyncContextManager[Runner]:
     runtime = manifest.runtime
     if isinstance(runtime, CommandRuntime):
         return open_command_runner(
-            bundle_dir, runtime, work_root=work_root, sandbox=sandbox, hide=hide
+            bundle_dir, runtime, work_root=work_root, sandbox=sandbox, hide=hide, grants=grants
         )
     return open_python_runner(
         bundle_dir,
@@ -485,6 +492,7 @@ def _open_runner(
         sandbox=sandbox,
         hide=hide,
         network=manifest.resources.network,
+        grants=grants,
     )
 
 
@@ -557,6 +565,9 @@ async def run_worker(
     work_root = (Path(options.work_dir) if options.work_dir else runtime_dir() / "work") / worker_id
     config = config_file()
     hide = [settings.state.path(), *([config.absolute()] if config else [])]
+    grants, left_out = grants_for(actor, options)  # mounts and privileged (abaco.actors.mounts)
+    for problem in left_out:
+        _log.warning("worker.grant_left_out", actor_id=actor_id, problem=problem)
     # Signals are caught from here on (not only once READY): a spawner killed while
     # the worker starts must not kill it half-way with SIGTERM's default action.
     with (
@@ -568,7 +579,7 @@ async def run_worker(
                 redis, namespace=settings.redis.key_prefix, visibility=options.visibility
             ) as hub,
             _open_runner(
-                bundle_dir, manifest, work_root, sandbox=options.sandbox, hide=hide
+                bundle_dir, manifest, work_root, sandbox=options.sandbox, hide=hide, grants=grants
             ) as runner,
             trio.open_nursery() as nursery,
         ):

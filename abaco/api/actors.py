@@ -16,6 +16,7 @@ from quart import Blueprint, current_app
 
 from abaco.actors.ids import new_id
 from abaco.actors.models import Actor, Alias, PermissionLevel, utcnow
+from abaco.actors.mounts import check_mounts, check_privileged_allowed
 from abaco.actors.states import ActorStatus, transition
 from abaco.api.access import actor_for, check_privileged, grant, level_of, permissions_view
 from abaco.api.context import api_server, hub, identity, redis, settings, stores
@@ -50,10 +51,9 @@ def _require_image(image: str) -> None:
 
 def _check_fields(fields: dict[str, Any], *, stateless: bool) -> None:
     if fields.get("privileged"):
-        raise BadRequest(
-            "Invalid actor description: privileged actors are not supported: executions "
-            "always run unprivileged in a sandbox."
-        )
+        check_privileged_allowed(settings().worker)
+    if "mounts" in fields:  # checked against the allow-list, and stored normalised
+        fields["mounts"] = check_mounts(fields["mounts"], settings().worker.mounts_allowed)
     max_workers = fields.get("max_workers")
     if not stateless and max_workers is not None and max_workers > 1:
         raise BadRequest("Invalid actor description: stateful actors can only have 1 worker.")
@@ -165,7 +165,11 @@ async def update_actor(actor_id: str) -> dict[str, Any]:
     )
     if "image" in fields:
         _require_image(fields["image"])
-    restart = bool(spec.force) or fields.get("image", current.image) != current.image
+    restart = bool(spec.force) or any(
+        # a new image, or a new sandbox (abaco.actors.mounts): workers start afresh
+        fields.get(name, getattr(current, name)) != getattr(current, name)
+        for name in ("image", "mounts", "privileged")
+    )
 
     def change(actor: Actor) -> Actor:
         changed = _evolve(actor, **fields, last_update_time=utcnow(), api_server=api_server())

@@ -36,12 +36,14 @@ from abaco.api import (
     workers,
 )
 from abaco.api.context import Resources, authenticate, identity
+from abaco.api.cors import apply_cors
 from abaco.api.envelope import PayloadTooLarge, TooManyRequests, error, ok, status_of
 from abaco.api.ratelimit import RateLimiter
 from abaco.bundles.archive import ArchiveLimits
 from abaco.bundles.repository import Repository
 from abaco.channels import open_hub
 from abaco.errors import AbacoError
+from abaco.jwt_auth import JwtVerifier
 from abaco.redis_client import open_configured_redis
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ def create_app(settings: Settings) -> QuartTrio:
     )
     app.config["abaco.settings"] = settings
     app.config["abaco.repository"] = _open_repository(settings)
+    app.config["abaco.jwt"] = JwtVerifier.from_settings(settings.auth)  # None: JWT is off
+    apply_cors(app, settings.api)
     for module in (repository, aliases, nonces, actors, messages, executions, workers, tokens, ops):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(configs.blueprint)
@@ -84,8 +88,8 @@ def create_app(settings: Settings) -> QuartTrio:
 
     @app.before_request
     async def _authenticate() -> None:
-        if request.endpoint in _PUBLIC or request.endpoint is None:
-            return
+        if request.endpoint in _PUBLIC or request.endpoint is None or request.method == "OPTIONS":
+            return  # OPTIONS: CORS preflights carry no credentials (abaco.api.cors)
         if request.blueprint == "repository" and request.method in ("GET", "HEAD"):
             return  # fetchers read bundles without a token
         await authenticate()

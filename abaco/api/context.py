@@ -9,6 +9,8 @@ its owner, but only on the actor or alias it was made for (named in the request'
 as it was made: an alias nonce through the alias) and only up to its level; each request
 it authenticates spends one of its uses, atomically. When a request carries both, the
 nonce wins, as in Abaco: the request gets the nonce's narrow rights, never the token's.
+Where JWT is enabled (:mod:`abaco.jwt_auth`), an ``X-JWT-Assertion-TENANT`` header comes
+next, before a bearer token.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from abaco.auth import Identity, Role, resolve_token
 from abaco.channels import Hub
 from abaco.config import Settings
 from abaco.errors import BadRequest, NotFound, PermissionDenied, Unauthenticated
+from abaco.jwt_auth import JwtVerifier, find_assertion
 from abaco.redis_client import Redis, ServerInfo
 from abaco.stores import Stores
 
@@ -114,6 +117,18 @@ async def authenticate() -> None:
     if nonce_id is not None:
         await _redeem(nonce_id)
         return
+    assertion = find_assertion(request.headers.items())
+    if assertion is not None:
+        verifier: JwtVerifier | None = current_app.config.get("abaco.jwt")
+        if verifier is not None:
+            g.abaco_identity = verifier.identity(assertion)
+            g.abaco_jwt_header_name = assertion.header_name
+            return
+        if "Authorization" not in request.headers:
+            raise Unauthenticated(
+                f"JWT authentication is not enabled on this server ({assertion.header_name} "
+                "was sent): send the header 'Authorization: Bearer TOKEN'."
+            )
     g.abaco_identity = await resolve_token(redis(), settings(), _bearer_token())
 
 

@@ -106,10 +106,13 @@ class Platform:
         """The platform's settings, as its components read them."""
         return load_settings(environ=self.env)
 
-    async def start_spawner(self, host_id: str, *, capacity: int = 8, labels: str = "") -> None:
+    async def start_spawner(
+        self, host_id: str, *, capacity: int = 8, labels: str = "", queue: str = ""
+    ) -> None:
         """Start a spawner process for host ``host_id`` and wait until it registered."""
         argv = [sys.executable, "-m", "abaco", "spawner", "--host-id", host_id]
         argv += ["--capacity", str(capacity)] + (["--labels", labels] if labels else [])
+        argv += ["--queue", queue] if queue else []
         process = await trio.lowlevel.open_process(argv, env={**os.environ, **self.env})
         self.spawners[host_id] = process
         prefix = self.env["ABACO__REDIS__KEY_PREFIX"]
