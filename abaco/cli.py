@@ -56,6 +56,7 @@ _COMPONENTS = {
     "scheduler": ("abaco.scheduler", "place new workers on hosts"),
     "health": ("abaco.health", "find dead workers and hosts, replace and scale workers"),
     "spawner": ("abaco.spawner", "start and stop workers on this host (also abaco-spawner)"),
+    "events": ("abaco.events", "deliver actor events to linked actors and webhooks"),
 }
 # What stops a long-running command; `abaco up` also stops when its terminal goes away.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

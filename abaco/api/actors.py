@@ -27,6 +27,7 @@ from abaco.api.nonces import forget_alias_nonces
 from abaco.api.schemas import ActorSpec, PermissionSpec, parse
 from abaco.control import remember_tenant, request_workers, stop_worker
 from abaco.errors import BadRequest, BundleError, NotFound
+from abaco.events.checks import check_event_fields
 from abaco.restore import persist_actor
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ async def create_actor() -> dict[str, Any]:
     if not image:
         raise BadRequest("Invalid actor description: image is required.")
     _check_fields(fields, stateless=fields.get("stateless", True))
+    await check_event_fields(fields)
     _require_image(image)
     caller = identity()
     limit = settings().api.max_actors_per_user
@@ -153,6 +155,7 @@ async def update_actor(actor_id: str) -> dict[str, Any]:
             "to be stateless."
         )
     _check_fields(fields, stateless=fields.get("stateless", current.stateless))
+    await check_event_fields(fields, current.id)
     if "image" in fields:
         _require_image(fields["image"])
     restart = bool(spec.force) or fields.get("image", current.image) != current.image

@@ -37,9 +37,11 @@ from abaco.restore import persist_ended, persist_message
 
 if TYPE_CHECKING:
     from abaco.actors.models import Actor, Execution
-    from abaco.channels import QueueChannel
+    from abaco.channels import Hub, QueueChannel
+    from abaco.config import Settings
+    from abaco.stores import Stores
 
-__all__ = ["blueprint", "purge_mailbox"]
+__all__ = ["accept_message", "blueprint", "purge_mailbox"]
 
 blueprint = Blueprint("messages", __name__)
 
@@ -100,10 +102,58 @@ def _shown(body: str | bytes, content_type: str) -> Any:
     return json.loads(body) if content_type == "application/json" else body
 
 
-async def _ensure_one_worker(actor: Actor) -> None:
-    st = stores()
-    if await st.workers.count(parent=actor.id) == 0:
-        await request_workers(st, hub(), settings().redis.key_prefix, actor, 1)
+async def accept_message(
+    stores: Stores,
+    hub: Hub,
+    settings: Settings,
+    actor: Actor,
+    *,
+    body: str | bytes,
+    content_type: str,
+    environment: dict[str, str],
+    username: str,
+    synchronous: bool = False,
+) -> Execution:
+    """Accept a message for ``actor`` as the API does, outside any request.
+
+    Checks its size and the mailbox's limits (refusing a synchronous message while others
+    wait), records its execution and puts it in the mailbox, writes it through to durable
+    storage, and asks for a worker if the actor has none.
+    """
+    size = len(body.encode() if isinstance(body, str) else body)
+    limit = settings.api.max_message_bytes
+    if size > limit:
+        raise PayloadTooLarge(f"Message exceeds max content length of: {limit}")
+    prefix = settings.redis.key_prefix
+    mailbox = mailbox_of(hub, prefix, actor.tenant, actor.id)
+    if synchronous and await mailbox.waiting() > 0:
+        raise BadRequest("Cannot issue synchronous execution when actor message queue > 0.")
+    queued = settings.api.max_queued_messages
+    if await mailbox.length() >= queued:
+        raise TooManyRequests(
+            f"The mailbox of actor {actor.id} holds {queued} messages: the limit."
+        )
+    execution = await submit(
+        stores,
+        mailbox,
+        actor_id=actor.id,
+        body=body,
+        content_type=content_type,
+        environment=environment,
+        username=username,
+    )
+    await persist_message(  # write-through (abaco.restore)
+        hub,
+        settings,
+        execution,
+        body=body,
+        content_type=content_type,
+        environment=environment,
+        username=username,
+    )
+    if await stores.workers.count(parent=actor.id) == 0:
+        await request_workers(stores, hub, prefix, actor, 1)
+    return execution
 
 
 @blueprint.get("/actors/<actor_id>/messages")
@@ -118,39 +168,19 @@ async def send_message(actor_id: str) -> Any:
     """Send the actor a message: one new execution."""
     actor = await actor_for(actor_id, PermissionLevel.EXECUTE)
     body, content_type = await _message()
-    size = len(body.encode() if isinstance(body, str) else body)
-    limit = settings().api.max_message_bytes
-    if size > limit:
-        raise PayloadTooLarge(f"Message exceeds max content length of: {limit}")
     synchronous = flag("_abaco_synchronous")
-    mailbox = _mailbox(actor)
-    if synchronous and await mailbox.waiting() > 0:
-        raise BadRequest("Cannot issue synchronous execution when actor message queue > 0.")
-    queued = settings().api.max_queued_messages
-    if await mailbox.length() >= queued:
-        raise TooManyRequests(
-            f"The mailbox of actor {actor.id} holds {queued} messages: the limit."
-        )
     environment = {k: v for k, v in request.args.items() if k not in _RESERVED}
-    execution = await submit(
+    execution = await accept_message(
         stores(),
-        mailbox,
-        actor_id=actor.id,
-        body=body,
-        content_type=content_type,
-        environment=environment,
-        username=identity().user,
-    )
-    await persist_message(  # write-through (abaco.restore)
         hub(),
         settings(),
-        execution,
+        actor,
         body=body,
         content_type=content_type,
         environment=environment,
         username=identity().user,
+        synchronous=synchronous,
     )
-    await _ensure_one_worker(actor)
     if synchronous:
         return await _synchronous_answer(await _finished(execution.id))
     base = api_server()
