@@ -24,8 +24,8 @@ from abaco.actors.mailbox import MailboxMessage, mailbox_of
 from abaco.actors.models import Actor, Alias, Execution
 from abaco.actors.states import ExecutionStatus
 from abaco.channels import open_hub
-from abaco.config import EventsSettings
-from abaco.errors import BadRequest
+from abaco.config import EventsSettings, load_settings
+from abaco.errors import BadRequest, ConfigError
 from abaco.events import (
     EventType,
     actor_event,
@@ -159,6 +159,18 @@ def test_the_guard_allows_public_addresses_and_what_the_operator_allows():
     assert listed.refusal(ipaddress.ip_address("10.0.0.1")) is not None
     everything = WebhookPolicy(allow_private=True)
     assert everything.refusal(ipaddress.ip_address("10.0.0.1")) is None
+
+
+def test_a_bad_allowed_network_is_a_configuration_error():
+    """Not an Abaco test: ``[events] webhook_allowed_networks`` is checked when read."""
+    with pytest.raises(ConfigError, match=r"\[events\] webhook_allowed_networks"):
+        load_settings(environ={"ABACO__EVENTS__WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, nonsense"})
+    read = load_settings(environ={"ABACO__EVENTS__WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, ::1"})
+    policy = WebhookPolicy.from_settings(read.events)
+    assert policy.allowed_networks == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
 
 
 @pytest.mark.parametrize(

@@ -202,24 +202,33 @@ def _pinned(url: str, address: IPAddress) -> tuple[str, dict[str, Any], str]:
 async def _attempt(
     client: httpx.AsyncClient, url: str, event: dict[str, Any], policy: WebhookPolicy
 ) -> tuple[bool, int | None, str]:
-    """One POST: (worth retrying, status code, what went wrong or "")."""
+    """One POST: (worth retrying, status code, what went wrong or "").
+
+    The whole attempt (resolving, connecting, sending, the answer's status line) is
+    bounded by the policy's timeout; the answer's body is never read.
+    """
     _, host, port = _split(url)
-    address = await resolve_webhook_host(host, port, policy)
-    pinned, extensions, host_header = _pinned(url, address)
-    try:
-        response = await client.post(
+    with trio.move_on_after(policy.timeout):
+        address = await resolve_webhook_host(host, port, policy)
+        pinned, extensions, host_header = _pinned(url, address)
+        request = client.build_request(
+            "POST",
             pinned,
             json=event,
             headers={"Host": host_header},
-            extensions=extensions,
             timeout=policy.timeout,
+            extensions=extensions,
         )
-    except httpx.HTTPError as exc:
-        return True, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if response.is_success:
-        return False, response.status_code, ""
-    retry = response.status_code in _RETRY_STATUSES
-    return retry, response.status_code, f"the receiver answered {response.status_code}"
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            return True, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        await response.aclose()
+        if response.is_success:
+            return False, response.status_code, ""
+        retry = response.status_code in _RETRY_STATUSES
+        return retry, response.status_code, f"the receiver answered {response.status_code}"
+    return True, None, f"Timeout: no answer within {policy.timeout:g} s"
 
 
 async def post_event(
