@@ -364,9 +364,13 @@ class WorkerProcess:
             if finished is not None:
                 nursery.start_soon(self._persist, finished, outcome)
                 nursery.start_soon(
-                    emit_execution_event, stores, self.hub, self.settings.redis.key_prefix,
-                    finished, EventType.EXECUTION_COMPLETE,
-                )  # fmt: skip
+                    emit_execution_event,
+                    stores,
+                    self.hub,
+                    self.settings.redis.key_prefix,
+                    finished,
+                    EventType.EXECUTION_COMPLETE,
+                )
             nursery.start_soon(
                 functools.partial(
                     self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()

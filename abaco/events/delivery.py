@@ -124,9 +124,11 @@ class EventsActor:
             target = await resolve_link(stores, link)
         except NotFound:
             _log.warning(
-                "events.link_refused", link=link, event_type=kind,
+                "events.link_refused",
+                link=link,
+                event_type=kind,
                 reason=f"no actor or alias {link!r} in tenant {stores.tenant}",
-            )  # fmt: skip
+            )
             return
         try:
             execution = await accept_message(
@@ -141,13 +143,19 @@ class EventsActor:
             )
         except AbacoError as exc:
             _log.warning(
-                "events.link_failed", link=link, event_type=kind, reason=str(exc),
-            )  # fmt: skip
+                "events.link_failed",
+                link=link,
+                event_type=kind,
+                reason=str(exc),
+            )
             return
         _log.info(
-            "events.linked", link=link, event_type=kind, linked_actor_id=target.id,
+            "events.linked",
+            link=link,
+            event_type=kind,
+            linked_actor_id=target.id,
             linked_execution_id=execution.id,
-        )  # fmt: skip
+        )
 
     async def _to_webhook(self, stores: Stores, event: dict[str, Any]) -> None:
         url = str(event["_abaco_webhook"])
@@ -161,14 +169,21 @@ class EventsActor:
         report = await post_event(self._client, url, payload, self._policy)
         if report.delivered:
             _log.info(
-                "events.webhook_delivered", webhook=url, event_type=kind,
-                attempts=report.attempts, status_code=report.status_code,
-            )  # fmt: skip
+                "events.webhook_delivered",
+                webhook=url,
+                event_type=kind,
+                attempts=report.attempts,
+                status_code=report.status_code,
+            )
         else:
             _log.warning(
-                "events.webhook_failed", webhook=url, event_type=kind,
-                attempts=report.attempts, status_code=report.status_code, reason=report.reason,
-            )  # fmt: skip
+                "events.webhook_failed",
+                webhook=url,
+                event_type=kind,
+                attempts=report.attempts,
+                status_code=report.status_code,
+                reason=report.reason,
+            )
 
     async def _api_server(self, stores: Stores, actor_id: str) -> str:
         try:

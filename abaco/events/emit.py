@@ -68,9 +68,11 @@ async def emit_execution_event(
         actor = await stores.actors.get(execution.actor_id)
     except AbacoError as exc:
         _log.warning(
-            "events.emit_skipped", execution_id=execution.id, event_type=str(event_type),
+            "events.emit_skipped",
+            execution_id=execution.id,
+            event_type=str(event_type),
             error=str(exc),
-        )  # fmt: skip
+        )
         return
     fields: dict[str, Any] = {"execution_id": execution.id, "status": str(execution.status)}
     if event_type is EventType.EXECUTION_COMPLETE:
