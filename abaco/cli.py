@@ -59,6 +59,7 @@ _COMPONENTS = {
     "health": ("abaco.health", "find dead workers and hosts, replace and scale workers"),
     "spawner": ("abaco.spawner", "start and stop workers on this host (also abaco-spawner)"),
     "cron": ("abaco.cron_actor", "send actors their scheduled (cron) messages"),
+    "events": ("abaco.events", "deliver actor events to linked actors and webhooks"),
 }
 # What stops a long-running command; `abaco up` also stops when its terminal goes away.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import pathlib
 import tomllib
@@ -86,6 +87,19 @@ def _mounts_allowed(value: str) -> bool:
 
 
 _MOUNTS = _check("comma-separated HOST_PATH:ro or HOST_PATH:rw entries", _mounts_allowed)
+
+
+def _networks(value: str) -> bool:
+    for part in value.split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            return False
+    return True
+
+
+_NETWORKS = _check("comma-separated networks such as 127.0.0.1/32, 10.0.0.0/8", _networks)
 _REDIS_URL = _check(
     "a redis://, rediss:// or unix:// URL, or an empty string",
     lambda value: value == "" or urlsplit(value).scheme in {"redis", "rediss", "unix"},
@@ -365,6 +379,24 @@ class CronSettings:
 
 
 @attrs.frozen(kw_only=True)
+class EventsSettings:
+    """``[events]``: delivering actor events to linked actors and webhooks."""
+
+    allow_private_webhooks: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses."""
+    webhook_allowed_networks: str = attrs.field(default="", validator=_NETWORKS)
+    """Comma-separated networks webhooks may reach even though they are not public."""
+    webhook_timeout: float = attrs.field(default=10.0, validator=_POSITIVE)
+    """Seconds one webhook attempt may take (connect, send, answer)."""
+    webhook_attempts: int = attrs.field(default=3, validator=_AT_LEAST_ONE)
+    """Attempts per webhook delivery before giving up (on errors, timeouts and 5xx/429)."""
+    webhook_backoff: float = attrs.field(default=1.0, validator=_POSITIVE)
+    """Seconds before the first retry; each further retry waits twice as long."""
+    concurrency: int = attrs.field(default=32, validator=_AT_LEAST_ONE)
+    """Events one delivery actor works on at once."""
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """All settings, one attribute per section of ``abaco.conf``."""
 
@@ -384,6 +416,7 @@ class Settings:
     spawner: SpawnerSettings = attrs.Factory(SpawnerSettings)
     health: HealthSettings = attrs.Factory(HealthSettings)
     cron: CronSettings = attrs.Factory(CronSettings)
+    events: EventsSettings = attrs.Factory(EventsSettings)
 
 
 # Section name -> section class; and per section, option name -> option type.

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PLATFORM", "check", "client_host", "up"]
 
-PLATFORM = ("api", "scheduler", "health", "spawner", "persistence", "janitor", "cron")
+PLATFORM = ("api", "scheduler", "health", "spawner", "persistence", "janitor", "cron", "events")
 """The components ``abaco up`` runs, in this order: the API first, as spawners fetch
 bundles from it."""
 

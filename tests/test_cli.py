@@ -119,7 +119,7 @@ def test_the_persistence_actor_needs_the_platforms_redis(tmp_path):
 # `abaco up` as a real process -------------------------------------------------------------
 
 BANNER_END = b"press Ctrl-C to stop"
-PLATFORM = {"api", "scheduler", "health", "spawner", "persistence", "janitor", "cron"}
+PLATFORM = {"api", "scheduler", "health", "spawner", "persistence", "janitor", "cron", "events"}
 
 
 def _free_port() -> int:
@@ -326,7 +326,7 @@ async def test_up_demo_runs_the_sample_actor_through_the_api(tmp_path):
 # One component in this process -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["api", "scheduler", "health", "spawner"])
+@pytest.mark.parametrize("name", ["api", "scheduler", "health", "spawner", "events"])
 def test_a_component_command_runs_that_components_main(name):
     result = subprocess.run(
         [sys.executable, "-m", "abaco", name, "--help"],

@@ -60,6 +60,7 @@ from abaco.errors import (
     InvalidTransition,
     NotFound,
 )
+from abaco.events import EventType, emit_actor_event, emit_execution_event
 from abaco.logconfig import bind_ids, configure_logging
 from abaco.persist_queue import EntityRecord, persist_queue_of, submit_records
 from abaco.restore import persist_message
@@ -284,6 +285,9 @@ class WorkerProcess:
         except InvalidTransition:
             return True  # aborted meanwhile: nothing to run
         await self._set_worker(WorkerStatus.BUSY)
+        await emit_execution_event(
+            stores, self.hub, self.settings.redis.key_prefix, execution, EventType.EXECUTION_STARTED
+        )
         spec = ExecutionSpec(
             execution_id=execution.id,
             environment=environment_for(
@@ -367,6 +371,14 @@ class WorkerProcess:
         async with trio.open_nursery() as nursery:
             if finished is not None:
                 nursery.start_soon(self._persist, finished, outcome)
+                nursery.start_soon(
+                    emit_execution_event,
+                    stores,
+                    self.hub,
+                    self.settings.redis.key_prefix,
+                    finished,
+                    EventType.EXECUTION_COMPLETE,
+                )
             nursery.start_soon(
                 functools.partial(
                     self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()
@@ -496,7 +508,9 @@ def _open_runner(
     )
 
 
-async def _register(stores: Stores, actor: Actor, worker_id: str) -> None:
+async def _register(
+    stores: Stores, hub: Hub, key_prefix: str, actor: Actor, worker_id: str
+) -> None:
     """Create the worker's record (unless a spawner did) and walk it to READY.
 
     Raises InvalidTransition (or NotFound) when the worker was told to stop meanwhile.
@@ -509,11 +523,14 @@ async def _register(stores: Stores, actor: Actor, worker_id: str) -> None:
     position = _SETUP.index(worker.status) + 1 if worker.status in _SETUP else 0
     for status in _SETUP[position:]:
         await stores.workers.move(worker_id, status, pid=os.getpid(), ch_name=worker_id)
-    await _actor_ready(stores, actor.id)
+    await _actor_ready(stores, hub, key_prefix, actor.id)
 
 
-async def _actor_ready(stores: Stores, actor_id: str) -> None:
-    """Move the actor SUBMITTED -> READY: it has a worker now (any other status stays)."""
+async def _actor_ready(stores: Stores, hub: Hub, key_prefix: str, actor_id: str) -> None:
+    """Move the actor SUBMITTED -> READY: it has a worker now (any other status stays).
+
+    The move is reported as an ACTOR_READY event (:mod:`abaco.events`).
+    """
 
     def ready(actor: Actor) -> Actor:
         if actor.status is not ActorStatus.SUBMITTED:
@@ -521,7 +538,8 @@ async def _actor_ready(stores: Stores, actor_id: str) -> None:
         return attrs.evolve(actor, status=transition(actor.status, ActorStatus.READY))
 
     with contextlib.suppress(InvalidTransition, NotFound):
-        await stores.actors.transaction(actor_id, ready)
+        became_ready = await stores.actors.transaction(actor_id, ready)
+        await emit_actor_event(hub, key_prefix, became_ready, EventType.ACTOR_READY)
 
 
 async def _mark_stopped(stores: Stores, worker_id: str) -> None:
@@ -584,7 +602,7 @@ async def run_worker(
             trio.open_nursery() as nursery,
         ):
             try:
-                await _register(stores, actor, worker_id)
+                await _register(stores, hub, settings.redis.key_prefix, actor, worker_id)
             except (InvalidTransition, NotFound) as exc:
                 _log.info("worker.stopped_before_ready", error=str(exc))
                 with trio.CancelScope(shield=True):

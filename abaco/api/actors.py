@@ -29,6 +29,7 @@ from abaco.api.schemas import ActorSpec, PermissionSpec, parse
 from abaco.control import remember_tenant, request_workers, stop_worker
 from abaco.cron import cron_fields
 from abaco.errors import BadRequest, BundleError, NotFound
+from abaco.events.checks import check_event_fields
 from abaco.restore import persist_actor
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ async def create_actor() -> dict[str, Any]:
     fields |= cron_fields(
         fields, current=None, now=utcnow(), allow_seconds=settings().cron.allow_seconds
     )
+    await check_event_fields(fields)
     _require_image(image)
     caller = identity()
     limit = settings().api.max_actors_per_user
@@ -163,6 +165,7 @@ async def update_actor(actor_id: str) -> dict[str, Any]:
         now=utcnow(),
         allow_seconds=settings().cron.allow_seconds,
     )
+    await check_event_fields(fields, current.id)
     if "image" in fields:
         _require_image(fields["image"])
     restart = bool(spec.force) or any(

@@ -103,7 +103,7 @@ def _shown(body: str | bytes, content_type: str) -> Any:
 
 
 async def accept_message(
-    st: Stores,
+    stores: Stores,
     hub: Hub,
     settings: Settings,
     actor: Actor,
@@ -112,21 +112,29 @@ async def accept_message(
     content_type: str,
     environment: dict[str, str],
     username: str,
+    synchronous: bool = False,
 ) -> Execution:
-    """Take one message for ``actor`` as a POST does, outside any request (the cron uses it).
+    """Accept a message for ``actor`` as the API does, outside any request.
 
-    :class:`TooManyRequests` when the mailbox is full; otherwise the execution is recorded
-    SUBMITTED, the message queued and written through to storage, and a first worker
-    requested if the actor has none.
+    Checks its size and the mailbox's limits (refusing a synchronous message while others
+    wait), records its execution and puts it in the mailbox, writes it through to durable
+    storage, and asks for a worker if the actor has none.
     """
-    mailbox = mailbox_of(hub, settings.redis.key_prefix, actor.tenant, actor.id)
+    size = len(body.encode() if isinstance(body, str) else body)
+    limit = settings.api.max_message_bytes
+    if size > limit:
+        raise PayloadTooLarge(f"Message exceeds max content length of: {limit}")
+    prefix = settings.redis.key_prefix
+    mailbox = mailbox_of(hub, prefix, actor.tenant, actor.id)
+    if synchronous and await mailbox.waiting() > 0:
+        raise BadRequest("Cannot issue synchronous execution when actor message queue > 0.")
     queued = settings.api.max_queued_messages
     if await mailbox.length() >= queued:
         raise TooManyRequests(
             f"The mailbox of actor {actor.id} holds {queued} messages: the limit."
         )
     execution = await submit(
-        st,
+        stores,
         mailbox,
         actor_id=actor.id,
         body=body,
@@ -143,8 +151,8 @@ async def accept_message(
         environment=environment,
         username=username,
     )
-    if await st.workers.count(parent=actor.id) == 0:
-        await request_workers(st, hub, settings.redis.key_prefix, actor, 1)
+    if await stores.workers.count(parent=actor.id) == 0:
+        await request_workers(stores, hub, prefix, actor, 1)
     return execution
 
 
@@ -160,14 +168,7 @@ async def send_message(actor_id: str) -> Any:
     """Send the actor a message: one new execution."""
     actor = await actor_for(actor_id, PermissionLevel.EXECUTE)
     body, content_type = await _message()
-    size = len(body.encode() if isinstance(body, str) else body)
-    limit = settings().api.max_message_bytes
-    if size > limit:
-        raise PayloadTooLarge(f"Message exceeds max content length of: {limit}")
     synchronous = flag("_abaco_synchronous")
-    mailbox = _mailbox(actor)
-    if synchronous and await mailbox.waiting() > 0:
-        raise BadRequest("Cannot issue synchronous execution when actor message queue > 0.")
     environment = {k: v for k, v in request.args.items() if k not in _RESERVED}
     execution = await accept_message(
         stores(),
@@ -178,6 +179,7 @@ async def send_message(actor_id: str) -> Any:
         content_type=content_type,
         environment=environment,
         username=identity().user,
+        synchronous=synchronous,
     )
     if synchronous:
         return await _synchronous_answer(await _finished(execution.id))

@@ -43,6 +43,7 @@ from abaco.channels import open_hub
 from abaco.config import load_settings
 from abaco.control import StartWorker, spawner_inbox, stop_worker
 from abaco.errors import AbacoError, Aborted, BadRequest, InvalidTransition, NotFound, WireError
+from abaco.events import EventType, emit_actor_event
 from abaco.hosts import Host, open_hosts
 from abaco.logconfig import bind_ids, configure_logging
 from abaco.spawner.host import (
@@ -246,7 +247,10 @@ class Spawner:
         with contextlib.suppress(InvalidTransition, NotFound):
             await stores.workers.move(command.worker_id, WorkerStatus.ERROR)
         with contextlib.suppress(InvalidTransition, NotFound):
-            await stores.actors.move(command.actor_id, ActorStatus.ERROR, status_message=message)
+            failed = await stores.actors.move(
+                command.actor_id, ActorStatus.ERROR, status_message=message
+            )
+            await emit_actor_event(self._hub, self._prefix, failed, EventType.ACTOR_ERROR)
         await stores.workers.delete(command.worker_id)
         _log.error("spawner.worker_failed", status_message=message)
 

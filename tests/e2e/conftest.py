@@ -165,7 +165,7 @@ async def platform(
     }
     components = [
         Component(name, [sys.executable, "-m", "abaco", name])
-        for name in ("api", "scheduler", "health")
+        for name in ("api", "scheduler", "health", "events")
     ]
     api_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
