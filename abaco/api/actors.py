@@ -251,7 +251,8 @@ async def set_state(actor_id: str) -> dict[str, Any]:
     if not state:
         raise BadRequest("Invalid actor state description: state must be JSON serializable.")
     await stores().state.set(actor.id, state)
-    return ok(actor_view(actor, api_server()), "State updated successfully.")
+    # As Abaco's answer (its actor record holds the state): the actor and its new state.
+    return ok({**actor_view(actor, api_server()), "state": state}, "State updated successfully.")
 
 
 @blueprint.get("/actors/<actor_id>/permissions")

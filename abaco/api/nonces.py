@@ -177,8 +177,14 @@ async def delete_nonce(actor_id: str, nonce_id: str) -> dict[str, Any]:
 
 async def _alias_and_actor(name: str, level: PermissionLevel) -> tuple[Alias, Actor]:
     """The alias and its actor, if the caller has ``level`` on both (as Abaco asks)."""
-    alias = await alias_for(name, level)
-    actor = await actor_for(alias.actor_id, level)
+    try:
+        alias = await alias_for(name, level)
+        actor = await actor_for(alias.actor_id, level)
+    except PermissionDenied:
+        # Abaco's words for a refusal on an alias's nonces, whichever side lacks the level.
+        raise PermissionDenied(
+            "Not authorized -- you do not have access to this alias and actor."
+        ) from None
     return alias, actor
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, request
 
 from abaco.actors.models import PermissionLevel
 from abaco.actors.states import WorkerStatus
@@ -43,7 +43,8 @@ async def ensure_workers(actor_id: str) -> dict[str, Any]:
     """Make sure the actor has ``num`` workers (admins only, as in Abaco)."""
     actor = await actor_for(actor_id, PermissionLevel.UPDATE)
     require_admin("update workers")
-    spec = parse(WorkersSpec, await json_body())
+    # No body asks for the default, one worker, as in Abaco.
+    spec = parse(WorkersSpec, await json_body()) if await request.get_data() else WorkersSpec()
     num = spec.num or 1
     if not 1 <= num <= _MAX_NUM:
         raise BadRequest(f"num must be between 1 and {_MAX_NUM}, not {num}.")
