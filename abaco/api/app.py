@@ -24,12 +24,14 @@ from werkzeug.exceptions import HTTPException
 
 from abaco.api import (
     actors,
+    admin,
     aliases,
     executions,
     messages,
     nonces,
     ops,
     repository,
+    search,
     tokens,
     workers,
 )
@@ -67,6 +69,9 @@ def create_app(settings: Settings) -> QuartTrio:
     app.config["abaco.settings"] = settings
     app.config["abaco.repository"] = _open_repository(settings)
     for module in (repository, aliases, nonces, actors, messages, executions, workers, tokens, ops):
+        app.register_blueprint(module.blueprint)
+    # Static paths under /actors (admin, utilization, search) win over /actors/<actor_id>.
+    for module in (search, admin):
         app.register_blueprint(module.blueprint)
     limiter = RateLimiter(settings.api.requests_per_second)
 
