@@ -22,7 +22,7 @@ from abaco.actors.states import WorkerStatus
 from abaco.api.context import api_server, hub, identity, redis, settings, stores
 from abaco.api.display import actor_view, worker_view
 from abaco.api.envelope import ok
-from abaco.api.scan import Keyspace, plain, plain_fields, scan
+from abaco.api.scan import Keyspace, scan
 from abaco.control import scheduler_inbox
 from abaco.errors import PermissionDenied
 
@@ -42,8 +42,7 @@ async def _records(kind: str, index: str | None = None) -> list[dict[str, Any]]:
     """Every record of ``kind`` in the tenant (or in ``index``), whole, as plain values."""
     keys = Keyspace.of(stores())
     return [
-        plain(values)
-        async for _, values in scan(redis(), index or keys.index(kind), keys.prefix(kind))
+        values async for _, values in scan(redis(), index or keys.index(kind), keys.prefix(kind))
     ]
 
 
@@ -52,10 +51,7 @@ async def _execution_totals(actor_id: str | None = None) -> list[dict[str, Any]]
     keys = Keyspace.of(stores())
     index = keys.index("execution") if actor_id is None else keys.actor_index(actor_id, "execution")
     fields = ["actor_id", *_TOTALS]
-    return [
-        plain_fields(fields, values)
-        async for _, values in scan(redis(), index, keys.prefix("execution"), fields)
-    ]
+    return [values async for _, values in scan(redis(), index, keys.prefix("execution"), fields)]
 
 
 @blueprint.get("/actors/admin")
@@ -117,7 +113,7 @@ async def admin_executions() -> dict[str, Any]:
     keys = Keyspace.of(stores())
     fields = ["_rev", "owner", "image"]
     actors = {
-        actor_id: plain_fields(fields, values)
+        actor_id: values
         async for actor_id, values in scan(
             redis(), keys.index("actor"), keys.prefix("actor"), fields
         )
@@ -179,7 +175,7 @@ async def utilization() -> dict[str, Any]:
     keys = Keyspace.of(st)
     current = await _actor_ids()
     with_executions = {
-        str(plain_fields(["actor_id"], values).get("actor_id"))
+        str(values.get("actor_id"))
         async for _, values in scan(
             redis(), keys.index("execution"), keys.prefix("execution"), ["actor_id"]
         )

@@ -14,7 +14,7 @@ executions and logs. Fields internal to the platform (``tenant``, an actor's
 How it scales: records are read from Redis, not from durable storage, because Redis is
 where the live state is (a RUNNING execution, a worker, an actor changed a moment ago),
 whereas durable storage lags behind the persistence drainer and holds no workers. A pass
-reads the stores' id indexes a thousand ids per round trip, with only the fields the
+reads the stores' id indexes 500 ids per round trip, with only the fields the
 conditions name (:mod:`abaco.api.scan`); records are tested here in Python, which keeps
 the server free (a Lua filter would block Redis for the whole pass, and could not run RE2
 patterns); only the page returned is read whole. A caller who is not an admin scans only
@@ -34,7 +34,7 @@ from abaco.api.access import WORLD_USER
 from abaco.api.context import api_server, identity, redis, stores
 from abaco.api.display import actor_view, execution_view, worker_view
 from abaco.api.envelope import ok
-from abaco.api.scan import Keyspace, hashes, log_texts, plain, plain_fields, scan
+from abaco.api.scan import Keyspace, hashes, log_texts, plain, scan
 from abaco.api.search_match import matches, text_of, text_score
 from abaco.api.search_query import Kind, SearchQuery, kinds_of, parse_query
 from abaco.errors import BadRequest
@@ -95,7 +95,7 @@ async def readable_actor_ids() -> frozenset[str] | None:
     found: set[str] = set()
     # Any level the user (or everyone) holds is at least READ: NONE is never stored.
     async for actor_id, _ in scan(
-        redis(), keys.index("actor"), keys.permissions_prefix(), [caller.user, WORLD_USER]
+        redis(), keys.index("actor"), keys.permissions_prefix(), [caller.user, WORLD_USER], raw=True
     ):
         found.add(actor_id)
     return frozenset(found)
@@ -129,7 +129,7 @@ async def _select(
         async for record_id, values in scan(redis(), index, keys.prefix(kind), wanted):
             if kind == "actor" and scope is not None and record_id not in scope:
                 continue
-            record = plain(values) if query.full_text else plain_fields(wanted, values)
+            record = values
             score = _passes(query, _visible(record, collection.hidden))
             if score is not None:
                 hits.append(_Hit(record_id, score, record if query.full_text else None))
@@ -166,7 +166,7 @@ async def _select_logs(query: SearchQuery, scope: frozenset[str] | None) -> list
         async for execution_id, values in scan(
             redis(), index, keys.prefix("execution"), ["actor_id"]
         ):
-            batch.append((execution_id, plain_fields(["actor_id"], values).get("actor_id", "")))
+            batch.append((execution_id, str(values.get("actor_id", ""))))
             if len(batch) == _LOG_BATCH:
                 await test_batch()
     if batch:

@@ -325,3 +325,44 @@ async def test_a_nonce_does_not_open_search(client, world, api_url):
 async def test_search_is_in_the_openapi_document(client):
     document = (await client.get("/openapi.json")).json()
     assert "get" in document["paths"]["/actors/search/{search_type}"]
+
+
+async def test_searches_page_through_large_indexes(client, users, world, platform_redis, settings):
+    """More records than one scan page (500): counts, paging and order stay exact."""
+    st = Stores.open(platform_redis, settings)
+    alpha = world["alice"]["actor"]["id"]
+    made = [new_id() for _ in range(1200)]
+    for number, execution_id in enumerate(made):
+        await st.executions.create(
+            Execution(
+                id=execution_id,
+                actor_id=alpha,
+                executor="alice",
+                status=ExecutionStatus.COMPLETE,
+                runtime=number,
+                tenant=settings.stores.tenant,
+            )
+        )
+    for http in (client, users["alice"]):  # the tenant's index, and alpha's own
+        found = await _search(http, "executions", "runtime.gte=1000&skip=150&limit=20")
+        assert found["_metadata"]["total_count"] == 200
+        assert _ids(found) == made[1150:1170]
+    everything = await _search(users["alice"], "executions", "limit=1000&skip=500")
+    assert everything["_metadata"]["total_count"] == 1203
+    assert everything["_metadata"]["count_returned"] == 703
+
+
+async def test_user_names_with_quotes_are_matched_exactly(
+    client, users, world, platform_redis, settings, api_url
+):
+    alpha = world["alice"]["actor"]["id"]
+    odd = 'o"neil\\x'
+    granted = await users["alice"].post(
+        f"/actors/{alpha}/permissions", json={"user": odd, "level": "READ"}
+    )
+    assert granted.status_code == 200, granted.text
+    http = await user_client(platform_redis, settings, api_url, odd)
+    try:
+        assert (await _search(http, "executions"))["_metadata"]["total_count"] == 3
+    finally:
+        await http.aclose()
