@@ -661,7 +661,7 @@ async def _search_rows(
                 raise BenchFailed(f"search {what}: {total} matches, expected {expected}")
         rows.append(
             Timing(
-                f"GET search/executions?{what} ({total:,} of {count:,} match)",
+                f"GET search/executions?{what} ({total:,} matches)",
                 time.perf_counter() - start,
                 latencies,
             )
@@ -852,13 +852,22 @@ def main() -> None:
     options = Options(parser.parse_args())
     configure_logging("warning", "console")  # this process's own events: the Valkey's start
     print(machine())
-    print(
-        f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
-        f"synchronous round trips per system, {_WORKERS} workers each, one Valkey "
-        f"(appendfsync {options.appendfsync}); bubblewrap "
-        f"{'present: abaco sandboxes' if find_bwrap() else 'absent: abaco runs unsandboxed'}",
-        flush=True,
-    )
+    sandbox = "present: abaco sandboxes" if find_bwrap() else "absent: abaco runs unsandboxed"
+    if "table" in options.rows:
+        print(
+            f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
+            f"synchronous round trips per system, {_WORKERS} workers each, one Valkey "
+            f"(appendfsync {options.appendfsync}); bubblewrap {sandbox}",
+            flush=True,
+        )
+    if set(options.rows) - {"table"}:
+        print(
+            f"abaco rows: {options.nonce_messages} messages per nonce row "
+            f"({options.concurrency} in flight), {options.searches} searches per query over "
+            f"{options.search_records:,} executions; appendfsync {options.appendfsync}; "
+            f"bubblewrap {sandbox}",
+            flush=True,
+        )
     rows: dict[str, Row] = {}
     timings: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="abe2e-", dir="/tmp") as directory:

@@ -13,6 +13,7 @@ in UTC, statuses their names. The rules follow MongoDB's, which Abaco's search r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,27 @@ def _as_time(value: Any) -> datetime | None:
     return moment
 
 
+@functools.lru_cache(maxsize=256)
+def _canonical(moment: datetime) -> str:
+    """A time in the stores' own form, whose text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
+
+
+def _time_text(value: Any) -> str | None:
+    """``value`` as a time in the stores' form, or None when it is not a time."""
+    if (
+        isinstance(value, str)
+        and len(value) == 27
+        and value[-1] == "Z"
+        and value[4] == "-"
+        and value[10] == "T"
+        and value[19] == "."
+    ):
+        return value  # written by the stores: compared as text, with no parsing
+    moment = _as_time(value)
+    return None if moment is None else _canonical(moment)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -57,7 +79,7 @@ def _scalar_equals(value: Any, target: Any) -> bool:
     if _is_number(target):
         return _is_number(value) and value == target
     if isinstance(target, datetime):
-        return _as_time(value) == target
+        return _time_text(value) == _canonical(target)
     return bool(value == target)
 
 
@@ -91,6 +113,12 @@ def _comparable(value: Any, bound: Any) -> Any:
 def _ordered(value: Any, op: Op, bound: Any) -> bool:
     if isinstance(value, list):
         return any(_ordered(item, op, bound) for item in value)
+    if isinstance(bound, datetime) or (op is Op.BETWEEN and isinstance(bound[0], datetime)):
+        # Times compare as text in one canonical form: no datetime per record.
+        value = _time_text(value)
+        bound = (
+            (_canonical(bound[0]), _canonical(bound[1])) if op is Op.BETWEEN else _canonical(bound)
+        )
     low_bound = bound[0] if op is Op.BETWEEN else bound
     found = _comparable(value, low_bound)
     if found is None:
