@@ -165,6 +165,8 @@ class StoresSettings:
     """Tenant used when a request names none."""
     log_expiry: int = attrs.field(default=86400, validator=_AT_LEAST_ONE)
     """Seconds execution logs are kept in Redis."""
+    log_ex_limit: int = attrs.field(default=86400, validator=_AT_LEAST_ONE)
+    """Most seconds an actor's ``log_ex`` keeps its logs; larger values are cut to this."""
     log_max_bytes: int = attrs.field(default=1048576, validator=_AT_LEAST_ONE)
     """Bytes of log kept per execution; the tail is kept."""
     cas_retries: int = attrs.field(default=100, validator=_NON_NEGATIVE)

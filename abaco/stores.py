@@ -87,11 +87,32 @@ class LogText:
 class LogStore:
     """Execution logs: appended in chunks, bounded (the tail is kept), expiring."""
 
-    def __init__(self, redis: Redis, namespace: str, *, expiry: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        *,
+        expiry: int,
+        max_bytes: int,
+        max_expiry: int | None = None,
+    ) -> None:
         self._redis = redis
         self._prefix = f"{namespace}:logs:"
         self.expiry = expiry
         self.max_bytes = max_bytes
+        #: The longest expiry an actor's ``log_ex`` may ask for (None: no limit).
+        self.max_expiry = max_expiry
+
+    def expiry_for(self, log_ex: int | None) -> int:
+        """Seconds to keep the logs of an actor whose ``log_ex`` is ``log_ex``.
+
+        None means the store's default; a value above ``max_expiry`` is cut to it, as
+        Abaco cuts ``log_ex`` to ``log_ex_limit``.
+        """
+        if log_ex is None:
+            return self.expiry
+        chosen = max(1, log_ex)
+        return chosen if self.max_expiry is None else min(chosen, self.max_expiry)
 
     def _keys(self, execution_id: str) -> list[str]:
         stream = self._prefix + _check_name("execution id", execution_id)
@@ -107,10 +128,14 @@ class LogStore:
             self._keys(execution_id), [data, self.max_bytes, ttl_ms]
         )
 
-    async def finish(self, execution_id: str) -> None:
-        """Mark the log complete, so followers stop."""
-        stream, _ = self._keys(execution_id)
-        await self._redis.xadd(stream, {"end": b""})
+    async def finish(self, execution_id: str, *, expiry: int | None = None) -> None:
+        """Mark the log complete, so followers stop; it expires after ``expiry`` seconds.
+
+        ``expiry`` overrides the store's default, and applies to a log that got no
+        output too.
+        """
+        ttl_ms = (self.expiry if expiry is None else expiry) * 1000
+        await self._redis.script("log_finish")(self._keys(execution_id), [ttl_ms])
 
     async def read(self, execution_id: str) -> LogText:
         """The whole log as kept now."""
@@ -279,6 +304,7 @@ class Stores:
                 namespace,
                 expiry=settings.stores.log_expiry,
                 max_bytes=settings.stores.log_max_bytes,
+                max_expiry=settings.stores.log_ex_limit,
             ),
             results=ResultStore(redis, namespace, expiry=settings.stores.log_expiry),
             state=StateStore(redis, namespace),

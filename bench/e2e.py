@@ -24,6 +24,17 @@ alone would load the two cores the workers need). Latency: ``POST
 platform then stops on SIGINT. Settings the bench changes from the defaults: the per-user
 request rate (the burst would get 429s) and the drain deadlines (a quicker stop).
 
+Two more rows measure abaco alone, on a platform of their own (``--rows``):
+
+* **nonce**: ``--nonce-messages`` (1,000) ``POST /actors/ID/messages`` sent
+  ``--concurrency`` at a time, first with the bearer token, then authenticated by
+  ``?x-nonce=ID`` alone (an unlimited EXECUTE nonce: each request spends one use, a write);
+  requests/s and p50/p99 of the POST;
+* **search**: 10,000 execution records (``--search-records``) written straight through
+  the stores (a search reads records, however they were made), then ``--searches`` (50)
+  timed ``GET /actors/search/executions`` for each of three queries: an equality with a
+  limit, a ``.like`` and a ``.between`` on a time; p50/p99.
+
 RQ and Celery (:mod:`bench._e2e_baselines`): two RQ worker processes; one Celery worker
 with a prefork pool of two. Every system first runs one warm-up message per worker, not
 counted. The box has two cores and may be shared: compare within one run.
@@ -33,6 +44,7 @@ Run::
     .venv/bin/python bench/e2e.py                         # 2,000 + 300 on all three
     .venv/bin/python bench/e2e.py --quick                 # seconds: a smoke test
     .venv/bin/python bench/e2e.py --only abaco --messages 500
+    .venv/bin/python bench/e2e.py --rows nonce,search     # only the nonce and search rows
 """
 
 from __future__ import annotations
@@ -51,7 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,9 +72,15 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from abaco.actors.ids import new_id
+from abaco.actors.models import Execution
 from abaco.actors.sandbox import find_bwrap
+from abaco.actors.states import ExecutionStatus
 from abaco.bundles import ArchiveLimits, build_bundle, inspect_archive
+from abaco.config import load_settings
 from abaco.logconfig import configure_logging
+from abaco.redis_client import open_configured_redis
+from abaco.stores import Stores
 from abaco.valkey import EmbeddedValkey
 from bench._e2e_baselines import BaselineFailed, Figures, run_celery, run_rq
 from bench._machine import machine
@@ -73,7 +91,9 @@ if TYPE_CHECKING:
     from abaco.valkey import AppendFsync
 
 SYSTEMS = ("abaco", "rq", "celery")
-_DATABASES = {"abaco": 1, "rq": 2, "celery": 3}
+#: The table of the three systems, and abaco's own rows.
+ROWS = ("table", "nonce", "search")
+_DATABASES = {"abaco": 1, "rq": 2, "celery": 3, "abaco-rows": 4}
 _WORKERS = 2
 _HANDLER = "def handle(message):\n    pass\n"
 _MANIFEST = {
@@ -477,6 +497,227 @@ def run_abaco(valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figure
         raise
 
 
+# -- abaco's own rows: nonce-authenticated messages, and search ----------------------------
+
+
+class Timing:
+    """One row of abaco's own table: requests made, over how long, and each one's time."""
+
+    def __init__(self, what: str, seconds: float, latencies: list[float]) -> None:
+        self.what = what
+        self.seconds = seconds
+        self.latencies = sorted(latencies)
+
+    def __str__(self) -> str:
+        count = len(self.latencies)
+        rate = count / self.seconds if self.seconds else 0.0
+        return (
+            f"| {self.what} | {count:,} | {rate:,.0f} | "
+            f"{_percentile(self.latencies, 0.50):.1f} | {_percentile(self.latencies, 0.99):.1f} |"
+        )
+
+
+async def _timed_posts(
+    http: httpx.AsyncClient,
+    actor_id: str,
+    messages: int,
+    concurrency: int,
+    params: dict[str, str] | None,
+) -> tuple[float, list[float]]:
+    """Send ``messages`` messages, ``concurrency`` in flight; the time and each POST's."""
+    latencies: list[float] = []
+    numbers = iter(range(messages))
+
+    async def sender() -> None:
+        for number in numbers:
+            began = time.perf_counter()
+            sent = await http.post(
+                f"/actors/{actor_id}/messages", params=params, json={"message": f"m {number}"}
+            )
+            latencies.append(time.perf_counter() - began)
+            _result(sent, f"sending message {number}")
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(sender)
+    return time.perf_counter() - start, latencies
+
+
+async def _drained(http: httpx.AsyncClient, actor_id: str, timeout: float) -> None:
+    """Wait until the actor's mailbox is empty (the workers took every message)."""
+
+    async def empty() -> bool | None:
+        count = _result(await http.get(f"/actors/{actor_id}/messages"), "counting messages")
+        return True if count["messages"] == 0 else None
+
+    await _until("waiting for the mailbox", timeout, empty, 0.1)
+
+
+async def _nonce_rows(
+    http: httpx.AsyncClient, url: str, actor_id: str, options: Options
+) -> list[Timing]:
+    """POST /messages with the bearer token, then with ``?x-nonce=`` alone."""
+    nonce = _result(
+        await http.post(f"/actors/{actor_id}/nonces", json={"level": "EXECUTE"}),
+        "creating a nonce",
+    )
+    rows = []
+    limits = httpx.Limits(max_connections=options.concurrency + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=options.timeout, limits=limits) as bare:
+        for what, client, params in (
+            ("POST message, bearer token", http, None),
+            ("POST message, ?x-nonce (unlimited uses)", bare, {"x-nonce": str(nonce["id"])}),
+        ):
+            seconds, latencies = await _timed_posts(
+                client, actor_id, options.nonce_messages, options.concurrency, params
+            )
+            rows.append(Timing(what, seconds, latencies))
+            await _drained(http, actor_id, options.timeout)
+    return rows
+
+
+_SEARCH_SPAN = 86_400.0  # seconds over which the records' receive times are spread
+
+
+async def _write_executions(env: dict[str, str], actor_id: str, count: int) -> float:
+    """Write ``count`` finished executions of ``actor_id`` through the stores; the seconds.
+
+    One in ten is ERROR, the rest COMPLETE; receive times spread over a day from now - 1 day.
+    """
+    settings = load_settings(environ=env)
+    start = time.perf_counter()
+    origin = datetime.now(UTC) - timedelta(seconds=_SEARCH_SPAN)
+    numbers = iter(range(count))
+    async with open_configured_redis(settings.redis) as redis:
+        stores = Stores.open(redis, settings)
+
+        async def writer() -> None:
+            for number in numbers:
+                received = origin + timedelta(seconds=_SEARCH_SPAN * number / count)
+                await stores.executions.create(
+                    Execution(
+                        id=new_id(),
+                        actor_id=actor_id,
+                        executor="bench",
+                        status=ExecutionStatus.ERROR
+                        if number % 10 == 0
+                        else ExecutionStatus.COMPLETE,
+                        message_received_time=received,
+                        start_time=received,
+                        finish_time=received + timedelta(milliseconds=5),
+                        runtime=number % 7,
+                        tenant=stores.tenant,
+                    )
+                )
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(64):
+                nursery.start_soon(writer)
+    return time.perf_counter() - start
+
+
+async def _search_rows(
+    http: httpx.AsyncClient, env: dict[str, str], actor_id: str, options: Options
+) -> list[Timing]:
+    """Time searches over ``options.search_records`` executions."""
+    count = options.search_records
+    middle = datetime.now(UTC) - timedelta(seconds=_SEARCH_SPAN / 2)
+    hour_later = middle + timedelta(hours=1)
+
+    def z(moment: datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    # What the platform's own executions (warm-ups, the nonce rows') add to each count.
+    complete = {"status": "COMPLETE", "limit": "0"}
+    before = _result(await http.get("/actors/search/executions", params=complete), "counting")
+    queries = [
+        (
+            "status=COMPLETE&limit=10",
+            {"status": "COMPLETE", "limit": "10"},
+            before["_metadata"]["total_count"] + count - (count + 9) // 10,
+        ),
+        ("status.like=^ERR&limit=10", {"status.like": "^ERR", "limit": "10"}, (count + 9) // 10),
+        (
+            "message_received_time.between=(one hour)",
+            {"message_received_time.between": f"{z(middle)},{z(hour_later)}"},
+            None,
+        ),
+    ]
+    seconds = await _write_executions(env, actor_id, count)
+    print(f"abaco: wrote {count:,} execution records in {seconds:.1f} s", flush=True)
+    rows = []
+    for what, params, expected in queries:
+        latencies = []
+        start = time.perf_counter()
+        for _ in range(options.searches):
+            began = time.perf_counter()
+            found = _result(
+                await http.get("/actors/search/executions", params=params), f"searching {what}"
+            )
+            latencies.append(time.perf_counter() - began)
+            total = found["_metadata"]["total_count"]
+            if expected is not None and total != expected:
+                raise BenchFailed(f"search {what}: {total} matches, expected {expected}")
+        rows.append(
+            Timing(
+                f"GET search/executions?{what} ({total:,} matches)",
+                time.perf_counter() - start,
+                latencies,
+            )
+        )
+    return rows
+
+
+async def _abaco_rows(
+    url: str,
+    token: str,
+    env: dict[str, str],
+    process: subprocess.Popen[bytes],
+    scratch: Path,
+    options: Options,
+) -> list[Timing]:
+    limits = httpx.Limits(max_connections=options.concurrency + 4)
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=options.timeout,
+        limits=limits,
+    ) as http:
+        await _wait_healthy(http, process)
+        image = await _push_bundle(http, scratch)
+        actor_id = await _ready_actor(http, image)
+        for number in range(_WORKERS):
+            await _round_trip(http, actor_id, f"warm-up {number}")
+        rows: list[Timing] = []
+        if "nonce" in options.rows:
+            rows += await _nonce_rows(http, url, actor_id, options)
+        if "search" in options.rows:
+            rows += await _search_rows(http, env, actor_id, options)
+    return rows
+
+
+def run_abaco_rows(valkey: EmbeddedValkey, scratch: Path, options: Options) -> list[Timing]:
+    """abaco's own rows, on a platform (and a database) of their own."""
+    db = _DATABASES["abaco-rows"]
+    port = _free_port()
+    token = secrets.token_urlsafe(24)
+    state = scratch / "abaco-rows-state"
+    redis_url = f"redis://{valkey.host}:{valkey.port}/{db}"
+    env = _platform_env(state, redis_url, db, port, token)
+    log = options.logs(scratch) / "abaco-rows-up.log"
+    scratch = scratch / "rows"
+    scratch.mkdir()
+    try:
+        with _abaco_up(env, scratch, log) as process:
+            return trio.run(
+                _abaco_rows, f"http://127.0.0.1:{port}", token, env, process, scratch, options
+            )
+    except BaseException:
+        _print_tail("abaco up", log)
+        raise
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -492,8 +733,18 @@ class Options:
         self.appendfsync: AppendFsync = args.appendfsync
         self.log_dir: Path | None = Path(args.logs) if args.logs else None
         self.only: list[str] = [s.strip() for s in args.only.split(",") if s.strip()]
-        if min(self.messages, self.sync, self.concurrency) < 1:
-            raise SystemExit("--messages, --sync and --concurrency take numbers >= 1")
+        self.rows: list[str] = [r.strip() for r in args.rows.split(",") if r.strip()]
+        self.nonce_messages: int = args.nonce_messages or (50 if quick else 1000)
+        self.searches: int = args.searches or (5 if quick else 50)
+        self.search_records: int = args.search_records or (1000 if quick else 10_000)
+        sizes = (self.messages, self.sync, self.concurrency, self.nonce_messages, self.searches)
+        if min(*sizes, self.search_records) < 1:
+            raise SystemExit(
+                "--messages, --sync, --concurrency, --nonce-messages, --searches and "
+                "--search-records take numbers >= 1"
+            )
+        if set(self.rows) - set(ROWS) or not self.rows:
+            raise SystemExit(f"--rows takes some of {', '.join(ROWS)}, not {args.rows!r}")
         unknown = set(self.only) - set(SYSTEMS)
         if unknown or not self.only:
             raise SystemExit(f"--only takes some of {', '.join(SYSTEMS)}, not {args.only!r}")
@@ -590,22 +841,40 @@ def main() -> None:
         "--timeout", type=float, default=600.0, help="seconds any one wait may take (600)"
     )
     parser.add_argument("--logs", help="keep the systems' output in this directory")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help="what to run, comma-separated: table (the three systems), nonce, search (all)",
+    )
+    parser.add_argument("--nonce-messages", type=int, help="messages per nonce row (1000)")
+    parser.add_argument("--searches", type=int, help="timed searches per query (50)")
+    parser.add_argument("--search-records", type=int, help="executions to search (10000)")
     options = Options(parser.parse_args())
     configure_logging("warning", "console")  # this process's own events: the Valkey's start
     print(machine())
-    print(
-        f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
-        f"synchronous round trips per system, {_WORKERS} workers each, one Valkey "
-        f"(appendfsync {options.appendfsync}); bubblewrap "
-        f"{'present: abaco sandboxes' if find_bwrap() else 'absent: abaco runs unsandboxed'}",
-        flush=True,
-    )
+    sandbox = "present: abaco sandboxes" if find_bwrap() else "absent: abaco runs unsandboxed"
+    if "table" in options.rows:
+        print(
+            f"{options.messages} messages ({options.concurrency} in flight) and {options.sync} "
+            f"synchronous round trips per system, {_WORKERS} workers each, one Valkey "
+            f"(appendfsync {options.appendfsync}); bubblewrap {sandbox}",
+            flush=True,
+        )
+    if set(options.rows) - {"table"}:
+        print(
+            f"abaco rows: {options.nonce_messages} messages per nonce row "
+            f"({options.concurrency} in flight), {options.searches} searches per query over "
+            f"{options.search_records:,} executions; appendfsync {options.appendfsync}; "
+            f"bubblewrap {sandbox}",
+            flush=True,
+        )
     rows: dict[str, Row] = {}
+    timings: list[Timing] = []
     with tempfile.TemporaryDirectory(prefix="abe2e-", dir="/tmp") as directory:
         scratch = Path(directory)
         with EmbeddedValkey(scratch / "valkey", appendfsync=options.appendfsync) as valkey:
             try:
-                for system in options.only:
+                for system in options.only if "table" in options.rows else []:
                     began, load = time.perf_counter(), os.getloadavg()[0]
                     try:
                         figures = _run(system, valkey, scratch, options)
@@ -618,15 +887,31 @@ def main() -> None:
                         f"(1 min) {load:.1f} before, {os.getloadavg()[0]:.1f} after",
                         flush=True,
                     )
+                if set(options.rows) - {"table"}:
+                    began = time.perf_counter()
+                    try:
+                        timings = run_abaco_rows(valkey, scratch, options)
+                    except BenchFailed as exc:
+                        _print_tail("Valkey", valkey.log_path, 1000)
+                        raise SystemExit(f"abaco rows: {exc}") from None
+                    print(f"abaco rows: done in {time.perf_counter() - began:.0f} s", flush=True)
             finally:
                 if options.log_dir is not None:
                     with contextlib.suppress(OSError):
                         shutil.copy(valkey.log_path, options.logs(scratch) / "valkey.log")
-    print()
-    print("| system | throughput msg/s | sends answered/s | p50 ms | p95 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for row in rows.values():
-        print(row)
+    if rows:
+        print()
+        print("| system | throughput msg/s | sends answered/s | p50 ms | p95 ms | p99 ms |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for row in rows.values():
+            print(row)
+    if timings:
+        print()
+        print(f"abaco ({options.concurrency} POSTs in flight; searches one at a time):")
+        print("| request | count | per s | p50 ms | p99 ms |")
+        print("| --- | --- | --- | --- | --- |")
+        for timing in timings:
+            print(timing)
     if "abaco" in rows:
         print()
         for other in ("rq", "celery"):

@@ -176,6 +176,19 @@ class WorkerProcess:
         except NotFound:
             self._record_gone()
 
+    def _log_expiry(self) -> int:
+        """Seconds the actor's execution logs are kept: its ``log_ex``, within the limit."""
+        return self.stores.logs.expiry_for(self.actor.log_ex)
+
+    async def _finish_log(self, execution_id: str) -> None:
+        """Mark the log complete with the actor's ``log_ex`` as it is now (it may be updated
+        without the workers being replaced)."""
+        try:
+            log_ex = (await self.stores.actors.get(self.actor.id)).log_ex
+        except NotFound:
+            log_ex = self.actor.log_ex  # deleted meanwhile
+        await self.stores.logs.finish(execution_id, expiry=self.stores.logs.expiry_for(log_ex))
+
     def _record_gone(self) -> None:
         if not self.stopping.is_set():
             _log.warning(
@@ -311,7 +324,7 @@ class WorkerProcess:
         async def log(chunk: bytes) -> None:
             text = decoder.decode(chunk)
             if text:
-                await stores.logs.append(execution.id, text)
+                await stores.logs.append(execution.id, text, expiry=self._log_expiry())
 
         lost = False
         outcome: ExecutionOutcome | None = None
@@ -340,7 +353,7 @@ class WorkerProcess:
                 self.running = None
             nursery.cancel_scope.cancel()
         if lost or outcome is None:
-            await stores.logs.finish(execution.id)
+            await stores.logs.finish(execution.id, expiry=self._log_expiry())
             if lost:
                 _log.warning("worker.lost_message", execution_id=execution.id)
                 return False
@@ -350,7 +363,7 @@ class WorkerProcess:
         # Writes that do not depend on each other go out together: with an fsync on every
         # write, each wait for the disk costs more than the write itself.
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stores.logs.finish, execution.id)
+            nursery.start_soon(self._finish_log, execution.id)
             nursery.start_soon(self._keep_results, execution, message, outcome)
         try:
             finished = await stores.executions.move(
@@ -460,7 +473,9 @@ class WorkerProcess:
                     username=message.username,
                 )
         except (BadRequest, ValueError, KeyError, TypeError) as exc:
-            await stores.logs.append(execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n")
+            await stores.logs.append(
+                execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n", expiry=self._log_expiry()
+            )
 
     async def _abandon(self, delivery: Delivery, execution: Execution) -> None:
         """The run was cut short: end the execution, keep nothing RUNNING, release the message.
@@ -469,7 +484,7 @@ class WorkerProcess:
         ABORTED already and stays so. Either way the message is done with (acknowledged),
         unless another worker reclaimed it.
         """
-        await self.stores.logs.finish(execution.id)
+        await self.stores.logs.finish(execution.id, expiry=self._log_expiry())
         with contextlib.suppress(InvalidTransition):
             await self.stores.executions.move(
                 execution.id,

@@ -58,6 +58,10 @@ def _check_fields(fields: dict[str, Any], *, stateless: bool) -> None:
     max_workers = fields.get("max_workers")
     if not stateless and max_workers is not None and max_workers > 1:
         raise BadRequest("Invalid actor description: stateful actors can only have 1 worker.")
+    log_ex = fields.get("log_ex")
+    if log_ex is not None and log_ex < 1:
+        # Abaco keeps any log_ex and cuts it to [stores] log_ex_limit when logs are written.
+        raise BadRequest(f"Invalid actor description: log_ex {log_ex}: seconds, at least 1.")
     mem_limit = fields.get("mem_limit")
     if mem_limit is not None and not _SIZE.match(mem_limit):
         raise BadRequest(f"Invalid actor description: mem_limit {mem_limit!r}: a size like 512m.")

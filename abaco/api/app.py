@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from abaco.api import (
     actors,
+    admin,
     aliases,
     configs,
     cron,
@@ -32,6 +33,7 @@ from abaco.api import (
     nonces,
     ops,
     repository,
+    search,
     tokens,
     workers,
 )
@@ -76,6 +78,9 @@ def create_app(settings: Settings) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(configs.blueprint)
     app.register_blueprint(cron.blueprint)  # /actors/cron: a static rule, not an actor id
+    # Static paths under /actors (admin, utilization, search) win over /actors/<actor_id>.
+    for module in (search, admin):
+        app.register_blueprint(module.blueprint)
     limiter = RateLimiter(settings.api.requests_per_second)
 
     @app.before_request

@@ -81,6 +81,17 @@ _QUERIES: dict[str, list[dict[str, Any]]] = {
     "executions.list_executions": _PAGING,
     "workers.list_workers": _PAGING,
     "executions.get_logs": [{"name": "follow", "in": "query", "schema": {"type": "boolean"}}],
+    # Field conditions (FIELD[.OP]=VALUE) are free-form, so only the fixed ones are listed.
+    "search.search": [
+        {"name": "search", "in": "query", "schema": {"type": "string"}},
+        {"name": "exactsearch", "in": "query", "schema": {"type": "string"}},
+        {"name": "skip", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+        },
+    ],
     "messages.send_message": [
         {"name": "_abaco_synchronous", "in": "query", "schema": {"type": "boolean"}},
     ],
