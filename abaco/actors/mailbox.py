@@ -21,7 +21,16 @@ if TYPE_CHECKING:
     from abaco.channels import Hub
     from abaco.stores import Stores
 
-__all__ = ["CONTENT_TYPES", "MailboxMessage", "StopWorker", "control_of", "mailbox_of", "submit"]
+__all__ = [
+    "CONTENT_TYPES",
+    "MailboxMessage",
+    "StopWorker",
+    "control_of",
+    "enqueue",
+    "mailbox_of",
+    "prepare",
+    "submit",
+]
 
 #: Abaco's ``_abaco_Content_Type`` values: a string message, a JSON one, a binary one.
 CONTENT_TYPES = frozenset({"str", "application/json", "application/octet-stream"})
@@ -97,6 +106,43 @@ def mailbox_of(hub: Hub, key_prefix: str, tenant: str, actor_id: str) -> QueueCh
     return channel
 
 
+def prepare(
+    tenant: str,
+    *,
+    actor_id: str,
+    body: str | bytes,
+    content_type: str = "str",
+    environment: dict[str, str] | None = None,
+    username: str = "",
+    execution_id: str | None = None,
+) -> tuple[Execution, MailboxMessage]:
+    """A new SUBMITTED execution for a message, and the message that names it."""
+    execution = Execution(
+        id=execution_id or new_id(), actor_id=actor_id, tenant=tenant, executor=username
+    )
+    message = MailboxMessage(
+        execution_id=execution.id,
+        actor_id=actor_id,
+        tenant=tenant,
+        body=body,
+        content_type=content_type,
+        environment=environment or {},
+        username=username,
+    )
+    return execution, message
+
+
+async def enqueue(
+    stores: Stores, mailbox: QueueChannel, execution: Execution, message: MailboxMessage
+) -> None:
+    """Record the execution, then put its message in the mailbox.
+
+    The record comes first: a worker that takes the message always finds it.
+    """
+    await stores.executions.create(execution)
+    await mailbox.put(message.to_wire())
+
+
 async def submit(
     stores: Stores,
     mailbox: QueueChannel,
@@ -108,22 +154,15 @@ async def submit(
     username: str = "",
     execution_id: str | None = None,
 ) -> Execution:
-    """Record a SUBMITTED execution for a message, then put the message in the mailbox.
-
-    The record comes first: a worker that takes the message always finds it.
-    """
-    execution = Execution(
-        id=execution_id or new_id(), actor_id=actor_id, tenant=stores.tenant, executor=username
-    )
-    message = MailboxMessage(
-        execution_id=execution.id,
+    """Record a SUBMITTED execution for a message, then put the message in the mailbox."""
+    execution, message = prepare(
+        stores.tenant,
         actor_id=actor_id,
-        tenant=stores.tenant,
         body=body,
         content_type=content_type,
-        environment=environment or {},
+        environment=environment,
         username=username,
+        execution_id=execution_id,
     )
-    await stores.executions.create(execution)
-    await mailbox.put(message.to_wire())
+    await enqueue(stores, mailbox, execution, message)
     return execution

@@ -36,6 +36,7 @@ import trio
 
 from abaco._paths import runtime_dir
 from abaco.actor_configs import CONFIGS_VARIABLE, environment_value, execution_configs
+from abaco.actors._execution_log import ExecutionLog
 from abaco.actors.context import MESSAGE_TAG, STATE_TAG
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import MailboxMessage, StopWorker, control_of, mailbox_of, submit
@@ -48,7 +49,7 @@ from abaco.actors.runners import (
     open_python_runner,
 )
 from abaco.actors.sandbox import Grants, Limits
-from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus, is_terminal, transition
+from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus, transition
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
 from abaco.channels import Delivery, Hub, QueueChannel, open_hub
 from abaco.config import Settings, config_file
@@ -176,18 +177,13 @@ class WorkerProcess:
         except NotFound:
             self._record_gone()
 
-    def _log_expiry(self) -> int:
-        """Seconds the actor's execution logs are kept: its ``log_ex``, within the limit."""
-        return self.stores.logs.expiry_for(self.actor.log_ex)
-
-    async def _finish_log(self, execution_id: str) -> None:
-        """Mark the log complete with the actor's ``log_ex`` as it is now (it may be updated
-        without the workers being replaced)."""
+    async def _fresh_actor(self) -> Actor:
+        """The actor as it is now: an update that keeps the workers (environment, limits,
+        log_ex, link, webhook) applies from the next execution on."""
         try:
-            log_ex = (await self.stores.actors.get(self.actor.id)).log_ex
+            return await self.stores.actors.get(self.actor.id)
         except NotFound:
-            log_ex = self.actor.log_ex  # deleted meanwhile
-        await self.stores.logs.finish(execution_id, expiry=self.stores.logs.expiry_for(log_ex))
+            return self.actor  # deleted meanwhile: this worker is being stopped
 
     def _record_gone(self) -> None:
         if not self.stopping.is_set():
@@ -246,7 +242,7 @@ class WorkerProcess:
             _log.warning("worker.bad_message", error=str(exc))
             await delivery.ack()  # nobody could ever run it
             return
-        execution = await self._claim(message)
+        execution = await self._start(message)
         if execution is None:
             await delivery.ack()
             return
@@ -254,32 +250,45 @@ class WorkerProcess:
             if await self._run(delivery, message, execution):
                 await self._ack(delivery, execution.id)
 
-    async def _claim(self, message: MailboxMessage) -> Execution | None:
-        """The execution to run for a message, or None when it needs no run."""
+    async def _start(self, message: MailboxMessage) -> Execution | None:
+        """Move the message's execution to RUNNING on this worker; None when it needs no run.
+
+        The move comes first, without a read: it fails only for an execution that ran
+        already. A terminal one needs no run (only its acknowledgement was lost); a RUNNING
+        one lost its worker mid-run, so that attempt failed and the message runs again as a
+        new execution.
+        """
         executions = self.stores.executions
         try:
-            execution = await executions.get(message.execution_id)
+            return await self._move_running(message.execution_id)
         except NotFound:
             _log.warning("worker.no_execution", execution_id=message.execution_id)
             return None
-        if is_terminal(execution.status):
-            return None  # done already: only its acknowledgement was lost
-        if execution.status is ExecutionStatus.RUNNING:
-            # Its worker died mid-run and the message came back: that attempt failed,
-            # and the message runs again as a new execution.
-            retry = Execution(id=new_id(), actor_id=execution.actor_id, tenant=execution.tenant)
-            await executions.create(retry)
-            await executions.move(
-                execution.id,
-                ExecutionStatus.ERROR,
-                finish_time=utcnow(),
-                status_message=(
-                    f"worker {execution.worker_id} stopped during the execution; "
-                    f"the message runs again as execution {retry.id}"
-                ),
-            )
-            return retry
-        return execution
+        except InvalidTransition:
+            pass
+        try:
+            execution = await executions.get(message.execution_id)
+        except NotFound:
+            return None
+        if execution.status is not ExecutionStatus.RUNNING:
+            return None
+        retry = Execution(id=new_id(), actor_id=execution.actor_id, tenant=execution.tenant)
+        await executions.create(retry)
+        await executions.move(
+            execution.id,
+            ExecutionStatus.ERROR,
+            finish_time=utcnow(),
+            status_message=(
+                f"worker {execution.worker_id} stopped during the execution; "
+                f"the message runs again as execution {retry.id}"
+            ),
+        )
+        return await self._move_running(retry.id)
+
+    async def _move_running(self, execution_id: str) -> Execution:
+        return await self.stores.executions.move(
+            execution_id, ExecutionStatus.RUNNING, worker_id=self.worker_id, start_time=utcnow()
+        )
 
     async def _run(self, delivery: Delivery, message: MailboxMessage, execution: Execution) -> bool:
         """Run one execution; returns whether the message still needs acknowledging.
@@ -288,43 +297,47 @@ class WorkerProcess:
         another worker took the message over (this one was presumed dead).
         """
         stores = self.stores
-        try:
-            execution = await stores.executions.move(
-                execution.id,
-                ExecutionStatus.RUNNING,
-                worker_id=self.worker_id,
-                start_time=utcnow(),
-            )
-        except InvalidTransition:
-            return True  # aborted meanwhile: nothing to run
-        await self._set_worker(WorkerStatus.BUSY)
+        # What the run needs is read at once (each read is a round trip of its own).
+        actor, state, configs = self.actor, {}, {}
+
+        async def read_actor() -> None:
+            nonlocal actor
+            actor = await self._fresh_actor()
+
+        async def read_state() -> None:
+            nonlocal state
+            if not self.actor.stateless:
+                state = await stores.state.get(self.actor.id)
+
+        async def read_configs() -> None:
+            nonlocal configs
+            configs = await execution_configs(stores, self.settings, self.actor)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._set_worker, WorkerStatus.BUSY)
+            for read in (read_actor, read_state, read_configs):
+                nursery.start_soon(read)
+        prefix = self.settings.redis.key_prefix
         await emit_execution_event(
-            stores, self.hub, self.settings.redis.key_prefix, execution, EventType.EXECUTION_STARTED
+            stores, self.hub, prefix, execution, EventType.EXECUTION_STARTED, actor=actor
         )
         spec = ExecutionSpec(
             execution_id=execution.id,
-            environment=environment_for(
-                self.actor,
-                execution,
-                message,
-                self.worker_id,
-                {} if self.actor.stateless else await stores.state.get(self.actor.id),
-                await execution_configs(stores, self.settings, self.actor),
-            ),
+            environment=environment_for(actor, execution, message, self.worker_id, state, configs),
             message=message.body if isinstance(message.body, bytes) else message.body.encode(),
             content_type=message.content_type,
             timeout=self.settings.worker.execution_timeout,
-            limits=_limits(self.actor, self.manifest),
+            limits=_limits(actor, self.manifest),
             network=self.manifest.resources.network,
         )
-
+        log = ExecutionLog(stores.logs, execution.id, stores.logs.expiry_for(actor.log_ex))
         # Incremental: a character split across two chunks still decodes whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-        async def log(chunk: bytes) -> None:
+        async def write_log(chunk: bytes) -> None:
             text = decoder.decode(chunk)
             if text:
-                await stores.logs.append(execution.id, text, expiry=self._log_expiry())
+                await log.append(text)
 
         lost = False
         outcome: ExecutionOutcome | None = None
@@ -344,16 +357,16 @@ class WorkerProcess:
             nursery.start_soon(renew)
             self.running = (execution.id, nursery.cancel_scope)
             try:
-                outcome = await self.runner.run(spec, log)
+                outcome = await self.runner.run(spec, write_log)
             except trio.Cancelled:
                 with trio.CancelScope(shield=True):
-                    await self._abandon(delivery, execution)
+                    await self._abandon(delivery, execution, log)
                 raise
             finally:
                 self.running = None
             nursery.cancel_scope.cancel()
         if lost or outcome is None:
-            await stores.logs.finish(execution.id, expiry=self._log_expiry())
+            await log.finish()
             if lost:
                 _log.warning("worker.lost_message", execution_id=execution.id)
                 return False
@@ -363,8 +376,8 @@ class WorkerProcess:
         # Writes that do not depend on each other go out together: with an fsync on every
         # write, each wait for the disk costs more than the write itself.
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._finish_log, execution.id)
-            nursery.start_soon(self._keep_results, execution, message, outcome)
+            nursery.start_soon(log.finish)
+            nursery.start_soon(self._keep_results, execution, message, outcome, log)
         try:
             finished = await stores.executions.move(
                 execution.id,
@@ -383,14 +396,17 @@ class WorkerProcess:
             finished = None
         async with trio.open_nursery() as nursery:
             if finished is not None:
-                nursery.start_soon(self._persist, finished, outcome)
+                nursery.start_soon(self._persist, finished, outcome, log)
                 nursery.start_soon(
-                    emit_execution_event,
-                    stores,
-                    self.hub,
-                    self.settings.redis.key_prefix,
-                    finished,
-                    EventType.EXECUTION_COMPLETE,
+                    functools.partial(
+                        emit_execution_event,
+                        stores,
+                        self.hub,
+                        prefix,
+                        finished,
+                        EventType.EXECUTION_COMPLETE,
+                        actor=actor,
+                    )
                 )
             nursery.start_soon(
                 functools.partial(
@@ -403,13 +419,17 @@ class WorkerProcess:
         return False
 
     async def _keep_results(
-        self, execution: Execution, message: MailboxMessage, outcome: ExecutionOutcome
+        self,
+        execution: Execution,
+        message: MailboxMessage,
+        outcome: ExecutionOutcome,
+        log: ExecutionLog,
     ) -> None:
         """Store the results in order, then apply what the execution asked of the platform."""
         for result in outcome.results:
             await self.stores.results.push(execution.id, result)
         for tag, payload in outcome.requests:
-            await self._carry_out(execution, message, tag, payload)
+            await self._carry_out(message, tag, payload, log)
 
     async def _ack(self, delivery: Delivery, execution_id: str) -> None:
         try:
@@ -417,16 +437,17 @@ class WorkerProcess:
         except Aborted:
             _log.warning("worker.ack_refused", execution_id=execution_id)
 
-    async def _persist(self, execution: Execution, outcome: ExecutionOutcome) -> None:
+    async def _persist(
+        self, execution: Execution, outcome: ExecutionOutcome, log: ExecutionLog
+    ) -> None:
         """Hand the execution's records to the persist queue, for durable storage."""
-        logs = await self.stores.logs.read(execution.id)
         records = [
             EntityRecord.of("outcome", execution.actor_id, execution.id, to_dict(execution)),
             EntityRecord.of(
                 "log",
                 execution.actor_id,
                 execution.id,
-                {"logs": logs.text, "dropped_bytes": logs.dropped_bytes},
+                {"logs": log.text, "dropped_bytes": log.dropped_bytes},
             ),
         ]
         records += [
@@ -441,7 +462,7 @@ class WorkerProcess:
         await submit_records(persist_queue_of(self.hub, self.settings.redis.key_prefix), records)
 
     async def _carry_out(
-        self, execution: Execution, message: MailboxMessage, tag: bytes, payload: bytes
+        self, message: MailboxMessage, tag: bytes, payload: bytes, log: ExecutionLog
     ) -> None:
         """Apply what an execution asked of the platform (set_state, send_message)."""
         stores = self.stores
@@ -473,18 +494,16 @@ class WorkerProcess:
                     username=message.username,
                 )
         except (BadRequest, ValueError, KeyError, TypeError) as exc:
-            await stores.logs.append(
-                execution.id, f"[abaco: {tag[7:].decode()}: {exc}]\n", expiry=self._log_expiry()
-            )
+            await log.append(f"[abaco: {tag[7:].decode()}: {exc}]\n")
 
-    async def _abandon(self, delivery: Delivery, execution: Execution) -> None:
+    async def _abandon(self, delivery: Delivery, execution: Execution, log: ExecutionLog) -> None:
         """The run was cut short: end the execution, keep nothing RUNNING, release the message.
 
         Past the stop deadline the execution ends ERROR; aborted through the API it is
         ABORTED already and stays so. Either way the message is done with (acknowledged),
         unless another worker reclaimed it.
         """
-        await self.stores.logs.finish(execution.id, expiry=self._log_expiry())
+        await log.finish()
         with contextlib.suppress(InvalidTransition):
             await self.stores.executions.move(
                 execution.id,

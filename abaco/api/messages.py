@@ -17,13 +17,14 @@ Other query parameters become environment variables of that execution.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Blueprint, Response, request
 
-from abaco.actors.mailbox import mailbox_of, submit
+from abaco.actors.mailbox import enqueue, mailbox_of, prepare
 from abaco.actors.models import PermissionLevel
 from abaco.actors.states import ExecutionStatus, is_terminal
 from abaco.api.access import actor_for
@@ -36,6 +37,8 @@ from abaco.logconfig import bind_ids
 from abaco.restore import persist_ended, persist_message
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from abaco.actors.models import Actor, Execution
     from abaco.channels import Hub, QueueChannel
     from abaco.config import Settings
@@ -126,33 +129,53 @@ async def accept_message(
         raise PayloadTooLarge(f"Message exceeds max content length of: {limit}")
     prefix = settings.redis.key_prefix
     mailbox = mailbox_of(hub, prefix, actor.tenant, actor.id)
-    if synchronous and await mailbox.waiting() > 0:
+    # Reads and writes that do not depend on each other go out together: each is a round
+    # trip, and each write waits for the disk.
+    counts: dict[str, int] = {}
+
+    async def count(name: str, read: Callable[[], Awaitable[int]]) -> None:
+        counts[name] = await read()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count, "queued", mailbox.length)
+        nursery.start_soon(
+            count, "workers", functools.partial(stores.workers.count, parent=actor.id)
+        )
+        if synchronous:
+            nursery.start_soon(count, "waiting", mailbox.waiting)
+    if counts.get("waiting", 0) > 0:
         raise BadRequest("Cannot issue synchronous execution when actor message queue > 0.")
     queued = settings.api.max_queued_messages
-    if await mailbox.length() >= queued:
+    if counts["queued"] >= queued:
         raise TooManyRequests(
             f"The mailbox of actor {actor.id} holds {queued} messages: the limit."
         )
-    execution = await submit(
-        stores,
-        mailbox,
+    execution, message = prepare(
+        stores.tenant,
         actor_id=actor.id,
         body=body,
         content_type=content_type,
         environment=environment,
         username=username,
     )
-    await persist_message(  # write-through (abaco.restore)
-        hub,
-        settings,
-        execution,
-        body=body,
-        content_type=content_type,
-        environment=environment,
-        username=username,
-    )
-    if await stores.workers.count(parent=actor.id) == 0:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(enqueue, stores, mailbox, execution, message)
+        # Write-through (abaco.restore): both writes land before the message is accepted.
+        nursery.start_soon(
+            functools.partial(
+                persist_message,
+                hub,
+                settings,
+                execution,
+                body=body,
+                content_type=content_type,
+                environment=environment,
+                username=username,
+            )
+        )
+    if counts["workers"] == 0:
         await request_workers(stores, hub, prefix, actor, 1)
+    return execution
     return execution
 
 

@@ -56,16 +56,24 @@ async def emit_actor_event(
 
 
 async def emit_execution_event(
-    stores: Stores, hub: Hub, key_prefix: str, execution: Execution, event_type: EventType
+    stores: Stores,
+    hub: Hub,
+    key_prefix: str,
+    execution: Execution,
+    event_type: EventType,
+    *,
+    actor: Actor | None = None,
 ) -> None:
     """Queue ``event_type`` for ``execution`` if its actor has a link or webhook.
 
     The actor is read afresh (its link or webhook may have changed since the caller read
-    it); that read is the only cost for an actor without either. Never raises an
-    :class:`~abaco.errors.AbacoError`: a failure is logged.
+    it) unless the caller passes one it has just read; that read is the only cost for an
+    actor without either. Never raises an :class:`~abaco.errors.AbacoError`: a failure is
+    logged.
     """
     try:
-        actor = await stores.actors.get(execution.actor_id)
+        if actor is None:
+            actor = await stores.actors.get(execution.actor_id)
     except AbacoError as exc:
         _log.warning(
             "events.emit_skipped",
