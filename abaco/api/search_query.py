@@ -401,7 +401,8 @@ def _condition(key: str, text: str, fields: Mapping[str, Kind]) -> Condition:
                 "nin, like, nlike)."
             )
         kind = Kind.ANY
-    return Condition(tuple(parts), op, _value(key, op, kind, text), kind)
+    # Refusals name the field path and add the operator themselves (not "status.in.in").
+    return Condition(tuple(parts), op, _value(".".join(parts), op, kind, text), kind)
 
 
 def _count(name: str, values: list[str], maximum: int | None) -> int | None:

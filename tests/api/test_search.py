@@ -307,6 +307,24 @@ async def test_bad_input_is_a_400_that_says_why(client, kind, query, says):
     assert says in await _search(client, kind, query, status=400)
 
 
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("status.in=COMPLETE", "status.in takes a JSON list"),
+        ("status.nin=COMPLETE", "status.nin takes a JSON list"),
+        ("status.like=(unclosed", "status.like: '(unclosed' is not a regular expression"),
+        ("runtime.like=5", "runtime.like compares text, and runtime is a number"),
+        ("final_state.max_rss.between=1", "final_state.max_rss.between takes two values"),
+    ],
+)
+async def test_a_refusal_names_the_parameter_as_given(client, query, says):
+    """The operator is named once (it was "status.in.in takes a JSON list")."""
+    message = await _search(client, "executions", query, status=400)
+    assert says in message
+    operator = query.partition("=")[0].rpartition(".")[2]
+    assert f".{operator}.{operator}" not in message
+
+
 async def test_search_routes_are_not_taken_for_actor_routes(client, world):
     """/actors/search/executions is the search, not the executions of an actor 'search'."""
     result = await _search(client, "executions")
