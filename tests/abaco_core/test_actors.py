@@ -128,7 +128,7 @@ async def test_cant_register_max_workers_stateful(api):
 
 async def test_register_with_put(api):
     """Ports test_register_with_put: PUT /actors registers nothing (405)."""
-    answer = await api.admin.put("/actors", json={"image": TEST})
+    answer = await api.admin.put("/actors", data={"image": TEST})
     response_format(answer)
     assert answer.status_code == 405
 
@@ -136,7 +136,7 @@ async def test_register_with_put(api):
 async def test_cant_update_stateless_actor_state(api):
     """Ports test_cant_update_stateless_actor_state (404 "actor is stateless.", as Abaco)."""
     actor_id = await get_actor_id(api.admin, "abaco_test_suite_statelesss")
-    answer = await api.admin.post(f"/actors/{actor_id}/state", json={"state": "abc"})
+    answer = await api.admin.post(f"/actors/{actor_id}/state", data={"state": "abc"})
     refused(answer, 404, "actor is stateless")
 
 

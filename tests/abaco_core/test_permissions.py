@@ -43,7 +43,7 @@ async def test_register_actor(api):
     (ported in test_actors): abaco_test_suite, shared with UPDATE."""
     actor = await register(api.admin, image=ABACO_TEST, name="abaco_test_suite", stateless=False)
     grant = {"user": PRIVILEGED, "level": "UPDATE"}
-    basic_response_checks(await api.admin.post(f"/actors/{actor['id']}/permissions", json=grant))
+    basic_response_checks(await api.admin.post(f"/actors/{actor['id']}/permissions", data=grant))
     await check_actor_is_ready(api.admin, actor["id"])
 
 
