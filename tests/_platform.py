@@ -1,6 +1,7 @@
 """The platform as separate processes, for tests over real HTTP (tests/e2e, tests/abaco_core).
 
-:func:`running_platform` runs api, scheduler and health under
+:func:`running_platform` runs api, scheduler, health and events (and, if asked, more
+components, e.g. ``cron``) under
 :func:`abaco.supervisor.supervise` (each its own process, as ``abaco up`` does), on a
 Valkey under a key prefix of its own, with short heartbeats so that failures are noticed
 in a second or two. Spawners are started by the caller (``await
@@ -30,7 +31,7 @@ from abaco.supervisor import Component, supervise
 from tests.bundles import manifest_dict
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from pathlib import Path
 
 #: Heartbeats and timeouts short enough for tests, long enough for a loaded 2-core machine.
@@ -156,12 +157,17 @@ class Platform:
 
 @asynccontextmanager
 async def running_platform(
-    redis_url: str, state_dir: Path, settings: Mapping[str, str] | None = None
+    redis_url: str,
+    state_dir: Path,
+    settings: Mapping[str, str] | None = None,
+    *,
+    extra_components: Sequence[str] = (),
 ) -> AsyncIterator[Platform]:
-    """api, scheduler and health as processes on ``redis_url``, for the block's duration.
+    """api, scheduler, health and events as processes on ``redis_url``, for the block.
 
-    ``settings`` are ``ABACO__*`` variables over :data:`FAST`. No spawner runs yet; on the
-    way out, spawners still running get SIGTERM, then the components are stopped.
+    ``settings`` are ``ABACO__*`` variables over :data:`FAST`; ``extra_components`` are
+    more components of ``abaco up`` to run (``"cron"``). No spawner runs yet; on the way
+    out, spawners still running get SIGTERM, then the components are stopped.
     """
     port = _free_port()
     token = secrets.token_urlsafe(16)
@@ -177,7 +183,7 @@ async def running_platform(
     }
     components = [
         Component(name, [sys.executable, "-m", "abaco", name])
-        for name in ("api", "scheduler", "health", "events")
+        for name in ("api", "scheduler", "health", "events", *extra_components)
     ]
     api_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}

@@ -22,10 +22,10 @@ from abaco.api.access import actor_for, check_privileged, grant, level_of, permi
 from abaco.api.context import api_server, hub, identity, redis, settings, stores
 from abaco.api.display import actor_view
 from abaco.api.envelope import TooManyRequests, ok
-from abaco.api.inputs import collect, json_body, paging
+from abaco.api.inputs import collect, json_body, paging, spec_body
 from abaco.api.messages import purge_mailbox
 from abaco.api.nonces import forget_alias_nonces
-from abaco.api.schemas import ActorSpec, PermissionSpec, parse
+from abaco.api.schemas import ActorSpec, PermissionSpec
 from abaco.control import remember_tenant, request_workers, stop_worker
 from abaco.cron import cron_fields
 from abaco.errors import BadRequest, BundleError, NotFound
@@ -103,7 +103,7 @@ async def list_actors() -> dict[str, Any]:
 @blueprint.post("/actors")
 async def create_actor() -> dict[str, Any]:
     """Register an actor; its first worker is requested at once."""
-    spec = parse(ActorSpec, await json_body())
+    spec = await spec_body(ActorSpec)
     check_privileged(spec)
     fields = spec.given()
     image = fields.pop("image", None)
@@ -154,7 +154,7 @@ async def get_actor(actor_id: str) -> dict[str, Any]:
 async def update_actor(actor_id: str) -> dict[str, Any]:
     """Change an actor; a new image (or ``force``) restarts its workers."""
     current = await actor_for(actor_id, PermissionLevel.UPDATE)
-    spec = parse(ActorSpec, await json_body())
+    spec = await spec_body(ActorSpec)
     check_privileged(spec)
     fields = spec.given()
     if not current.stateless and fields.get("stateless"):
@@ -270,6 +270,6 @@ async def get_permissions(actor_id: str) -> dict[str, Any]:
 async def grant_permission(actor_id: str) -> dict[str, Any]:
     """Give a user a level (NONE revokes) on the actor."""
     actor = await actor_for(actor_id, PermissionLevel.UPDATE)
-    await grant(actor.id, parse(PermissionSpec, await json_body()))
+    await grant(actor.id, await spec_body(PermissionSpec))
     await persist_actor(stores(), hub(), settings(), actor.id)  # write-through (abaco.restore)
     return ok(await permissions_view(actor.id), "Permission added successfully.")

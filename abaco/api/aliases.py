@@ -33,9 +33,9 @@ from abaco.api.access import (
 )
 from abaco.api.context import api_server, identity, stores
 from abaco.api.envelope import ok
-from abaco.api.inputs import collect, json_body, paging
+from abaco.api.inputs import collect, paging, spec_body
 from abaco.api.nonces import forget_alias_nonces
-from abaco.api.schemas import AliasSpec, PermissionSpec, parse
+from abaco.api.schemas import AliasSpec, PermissionSpec
 from abaco.errors import BadRequest, Conflict, PermissionDenied
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ async def list_aliases() -> dict[str, Any]:
 @blueprint.post("/actors/aliases")
 async def create_alias() -> dict[str, Any]:
     """Give an actor an alias; the caller needs UPDATE on the actor and gets it on the alias."""
-    spec = parse(AliasSpec, await json_body())
+    spec = await spec_body(AliasSpec)
     name = _required(spec.alias, "alias")
     check_alias_name(name)
     actor = await _target(_required(spec.actor_id, "actor_id"))
@@ -106,7 +106,8 @@ async def create_alias() -> dict[str, Any]:
     try:
         await st.aliases.create(alias)
     except Conflict:
-        raise Conflict(f"Alias {name} already exists.") from None
+        # A 400, as Abaco answers, with its message.
+        raise BadRequest(f"Alias {name} already exists.") from None
     # Whatever a deleted alias of this name left behind (if its deletion was cut short)
     # must not carry over to the new one.
     await st.permissions.delete(name)
@@ -126,12 +127,11 @@ async def get_alias(alias: str) -> dict[str, Any]:
 async def update_alias(alias: str) -> dict[str, Any]:
     """Point the alias at another actor (UPDATE on the alias and on that actor)."""
     found = await alias_for(alias, PermissionLevel.UPDATE)
-    data = await json_body()
-    if isinstance(data, dict) and "alias" in data:
+    spec = await spec_body(AliasSpec)
+    if spec.alias is not None:
         raise BadRequest(
             "Invalid alias update description. The alias itself cannot be updated in a PUT request."
         )
-    spec = parse(AliasSpec, data)
     actor = await _target(_required(spec.actor_id, "actor_id"))
     fields: dict[str, Any] = {"actor_id": actor.id}
     if spec.description is not None:
@@ -163,5 +163,5 @@ async def get_alias_permissions(alias: str) -> dict[str, Any]:
 async def grant_alias_permission(alias: str) -> dict[str, Any]:
     """Give a user a level (NONE revokes) on the alias itself."""
     found = await alias_for(alias, PermissionLevel.UPDATE)
-    await grant(found.alias, parse(PermissionSpec, await json_body()))
+    await grant(found.alias, await spec_body(PermissionSpec))
     return ok(await permissions_view(found.alias), "Permission added successfully.")

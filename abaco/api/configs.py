@@ -12,8 +12,8 @@ As in Abaco (see :mod:`abaco.actor_configs`): the creator gets UPDATE on the con
 actor or alias in ``actors`` must exist (404 naming the first that does not), a PUT
 replaces the value, the actors and ``is_secret`` together, and a secret is shown as its
 ciphertext. Unlike Abaco, attaching a config needs UPDATE on each actor or alias it names
-(Abaco meant to check that, but dropped the answer), the list shows only the configs the
-caller may read, and a taken name is a 409.
+(Abaco meant to check that, but dropped the answer) and the list shows only the configs
+the caller may read. A taken name is a 400, as in Abaco.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from abaco.actors.models import PermissionLevel, to_dict
 from abaco.api.access import WORLD_USER, alias_level, is_alias_name, level_of
 from abaco.api.context import identity, nonce_grant, settings, stores
 from abaco.api.envelope import ok
-from abaco.api.inputs import collect, json_body, paging
-from abaco.api.schemas import ConfigSpec, PermissionSpec, parse
+from abaco.api.inputs import collect, paging, spec_body
+from abaco.api.schemas import ConfigSpec, PermissionSpec
 from abaco.errors import BadRequest, Conflict, NotFound, PermissionDenied
 
 __all__ = ["blueprint", "config_view"]
@@ -123,7 +123,7 @@ async def list_configs() -> dict[str, Any]:
 @blueprint.post("/actors/configs")
 async def create_config() -> dict[str, Any]:
     """Create an actor config; the caller needs UPDATE on each actor and gets it on the config."""
-    spec = parse(ConfigSpec, await json_body())
+    spec = await spec_body(ConfigSpec)
     name = _required(spec.name, "name")
     value = _required(spec.value, "value")
     actors = _required(spec.actors, "actors")
@@ -141,8 +141,9 @@ async def create_config() -> dict[str, Any]:
     try:
         await st.configs.create(config)
     except Conflict:
-        raise Conflict(
-            f"Config {name} already exists; please choose another name for your config."
+        # A 400, as Abaco answers, with its message.
+        raise BadRequest(
+            f"Config {name} already exists; please choose another name for your config"
         ) from None
     # Whatever a deleted config of this name left behind (if its deletion was cut short)
     # must not carry over to the new one.
@@ -162,7 +163,7 @@ async def get_config(config_name: str) -> dict[str, Any]:
 async def update_config(config_name: str) -> dict[str, Any]:
     """Replace a config's value, actors and secrecy (UPDATE on it and on each actor)."""
     found = await _config_for(config_name, PermissionLevel.UPDATE)
-    spec = parse(ConfigSpec, await json_body())
+    spec = await spec_body(ConfigSpec)
     if spec.name is not None and spec.name != found.name:
         raise BadRequest(
             "Invalid config update description. The name of a config cannot be changed."
@@ -205,7 +206,7 @@ async def get_config_permissions(config_name: str) -> dict[str, Any]:
 async def grant_config_permission(config_name: str) -> dict[str, Any]:
     """Give a user a level (NONE revokes) on the config."""
     found = await _config_for(config_name, PermissionLevel.UPDATE)
-    spec = parse(PermissionSpec, await json_body())
+    spec = await spec_body(PermissionSpec)
     if spec.level not in PermissionLevel.__members__:
         raise BadRequest(
             f"Invalid permission level: {spec.level}. "

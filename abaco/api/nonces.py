@@ -24,8 +24,8 @@ from abaco.actors.models import Nonce, PermissionLevel, to_dict
 from abaco.api.access import actor_for, alias_for, alias_level, level_of
 from abaco.api.context import api_server, identity, new_nonce_id, nonce_tenant, stores
 from abaco.api.envelope import ok
-from abaco.api.inputs import collect, json_body, paging
-from abaco.api.schemas import NonceSpec, parse
+from abaco.api.inputs import collect, paging, spec_body
+from abaco.api.schemas import NonceSpec
 from abaco.errors import BadRequest, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ async def _spec() -> NonceSpec:
     # An empty body asks for the defaults, as in Abaco.
     if not await request.get_data():
         return NonceSpec()
-    return parse(NonceSpec, await json_body())
+    return await spec_body(NonceSpec)
 
 
 def _new_nonce(

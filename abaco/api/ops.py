@@ -35,7 +35,7 @@ __all__ = ["blueprint", "openapi_document"]
 
 blueprint = Blueprint("ops", __name__)
 
-# Endpoint -> the schema of its JSON body.
+# Endpoint -> the schema of its body (JSON, or a form: see abaco.api.inputs.spec_body).
 _BODIES: dict[str, dict[str, Any]] = {
     "actors.create_actor": {**json_schema(ActorSpec), "required": ["image"]},
     "actors.update_actor": json_schema(ActorSpec),
@@ -65,6 +65,11 @@ _BODIES: dict[str, dict[str, Any]] = {
     "nonces.create_nonce": json_schema(NonceSpec),
     "nonces.create_alias_nonce": json_schema(NonceSpec),
 }
+
+# Endpoints whose body may be left out (the defaults then apply, as in Abaco).
+_OPTIONAL_BODIES = frozenset(
+    {"workers.ensure_workers", "nonces.create_nonce", "nonces.create_alias_nonce"}
+)
 
 _PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
@@ -135,9 +140,14 @@ def _operation(app: Quart, endpoint: str, method: str, params: list[str]) -> dic
         },
     }
     if endpoint in _BODIES:
+        schema = _BODIES[endpoint]
+        content = {"application/json": {"schema": schema}}
+        if endpoint != "actors.set_state":
+            # A resource's description may also come as a form, as Abaco's clients send it.
+            content["application/x-www-form-urlencoded"] = {"schema": schema}
         operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _BODIES[endpoint]}},
+            "required": endpoint not in _OPTIONAL_BODIES,
+            "content": content,
         }
     elif endpoint == "messages.send_message":
         operation["requestBody"] = {

@@ -15,8 +15,8 @@ from quart import Blueprint
 from abaco.api.access import require_admin
 from abaco.api.context import identity, redis, settings
 from abaco.api.envelope import ok
-from abaco.api.inputs import json_body
-from abaco.api.schemas import RevokeSpec, TokenSpec, parse
+from abaco.api.inputs import spec_body
+from abaco.api.schemas import RevokeSpec, TokenSpec
 from abaco.auth import Identity, Role, issue_token, revoke_token
 from abaco.errors import BadRequest
 
@@ -31,7 +31,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 async def create_token() -> dict[str, Any]:
     """Issue a token for a user of a tenant with one of Abaco's roles (admins only)."""
     require_admin("issue tokens")
-    spec = parse(TokenSpec, await json_body())
+    spec = await spec_body(TokenSpec)
     tenant = spec.tenant or identity().tenant
     for what, value in (("user", spec.user), ("tenant", tenant)):
         if not _NAME.match(value):
@@ -52,6 +52,6 @@ async def create_token() -> dict[str, Any]:
 async def revoke() -> dict[str, Any]:
     """Revoke an issued token (admins only)."""
     require_admin("revoke tokens")
-    spec = parse(RevokeSpec, await json_body())
+    spec = await spec_body(RevokeSpec)
     await revoke_token(redis(), settings(), spec.token)
     return ok(None, "Token revoked.")

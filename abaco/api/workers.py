@@ -12,8 +12,8 @@ from abaco.api.access import actor_for, require_admin
 from abaco.api.context import hub, settings, stores
 from abaco.api.display import worker_view
 from abaco.api.envelope import ok
-from abaco.api.inputs import collect, json_body, paging
-from abaco.api.schemas import WorkersSpec, parse
+from abaco.api.inputs import collect, paging, spec_body
+from abaco.api.schemas import WorkersSpec
 from abaco.control import request_workers, stop_worker
 from abaco.errors import BadRequest, NotFound
 
@@ -44,7 +44,7 @@ async def ensure_workers(actor_id: str) -> dict[str, Any]:
     actor = await actor_for(actor_id, PermissionLevel.UPDATE)
     require_admin("update workers")
     # No body asks for the default, one worker, as in Abaco.
-    spec = parse(WorkersSpec, await json_body()) if await request.get_data() else WorkersSpec()
+    spec = await spec_body(WorkersSpec) if await request.get_data() else WorkersSpec()
     num = spec.num or 1
     if not 1 <= num <= _MAX_NUM:
         raise BadRequest(f"num must be between 1 and {_MAX_NUM}, not {num}.")

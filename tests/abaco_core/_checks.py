@@ -56,9 +56,18 @@ async def get_actor_id(http: httpx.AsyncClient, name: str = "abaco_test_suite") 
     return str(ids[0])
 
 
-async def register(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
-    """Register an actor as Abaco's registration tests do, with their common checks."""
-    actor: dict[str, Any] = basic_response_checks(await http.post("/actors", json=fields))
+async def register(
+    http: httpx.AsyncClient, *, as_json: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """Register an actor as Abaco's registration tests do, with their common checks.
+
+    The description goes as a form, as most of Abaco's tests send it (a list is a
+    repeated field), or as JSON with ``as_json``, as the others do.
+    """
+    answer = await (
+        http.post("/actors", json=fields) if as_json else http.post("/actors", data=fields)
+    )
+    actor: dict[str, Any] = basic_response_checks(answer)
     assert "description" in actor
     assert "owner" in actor
     assert actor["image"] == fields["image"]

@@ -1,8 +1,9 @@
 """Fixtures of the Abaco scenarios: one platform for the package, users of every role.
 
-- ``abaco_platform`` (package scope): api, scheduler and health as separate processes
-  (:func:`tests._platform.running_platform`), a spawner for the default queue and one
-  for the queue ``special``, and the bundles of :mod:`tests.abaco_core._bundles`. Trio
+- ``abaco_platform`` (package scope): api, scheduler, health, events and cron as separate
+  processes (:func:`tests._platform.running_platform`) with :data:`SETTINGS`, a spawner
+  for the default queue and one for the queue ``special``, and the bundles of
+  :mod:`tests.abaco_core._bundles`. Trio
   fixtures can only be function-scoped, so the platform lives in a thread of its own that
   runs its own trio loop for the whole package; tests reach it over HTTP only.
 - ``world`` (module scope): two tenants of the module's own, so each module starts from
@@ -42,6 +43,17 @@ SPECIAL_HOST = "host-special"
 #: The host of the default queue.
 DEFAULT_HOST = "host-a"
 
+#: What Abaco's suite needs of the platform beyond the defaults: privileged actors allowed
+#: (test_priv_user_can_create_priv_actor; a limited user is refused them all the same),
+#: webhooks to this host (the API's own messages URL, as in test_create_actor_with_webhook),
+#: and a cron that passes every half second and takes schedules in seconds.
+SETTINGS = {
+    "ABACO__WORKER__ALLOW_PRIVILEGED": "true",
+    "ABACO__EVENTS__WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    "ABACO__CRON__TICK": "0.5",
+    "ABACO__CRON__ALLOW_SECONDS": "true",
+}
+
 #: Abaco's users (util.py's JWTs): the admin, and one user of each other role.
 ADMIN = "testuser"
 PRIVILEGED = "testshareuser"
@@ -70,7 +82,9 @@ def _serve(root: Path, redis_url: str, handoff: queue.Queue[_Started | BaseExcep
     """The platform thread: start everything, hand it over, run until told to stop."""
 
     async def main() -> None:
-        async with running_platform(redis_url, root / "state") as platform:
+        async with running_platform(
+            redis_url, root / "state", SETTINGS, extra_components=("cron",)
+        ) as platform:
             await platform.start_spawner(DEFAULT_HOST, capacity=32)
             await platform.start_spawner(SPECIAL_HOST, capacity=4, queue=SPECIAL_QUEUE)
             for image, source in BUNDLES.items():

@@ -1,8 +1,7 @@
 """Abaco's registration API scenarios: register, list, get, state, invalid input, update.
 
 A sequence, as in Abaco: the actors registered first are used by the tests after them.
-Abaco's tests send most bodies as forms; actor descriptions here go as JSON, the one
-form issue 9 asks of resource objects (messages keep their forms).
+Bodies go as forms or JSON as Abaco's tests send each (most are forms).
 """
 
 from __future__ import annotations
@@ -129,7 +128,7 @@ async def test_cant_register_max_workers_stateful(api):
 
 async def test_register_with_put(api):
     """Ports test_register_with_put: PUT /actors registers nothing (405)."""
-    answer = await api.admin.put("/actors", json={"image": TEST})
+    answer = await api.admin.put("/actors", data={"image": TEST})
     response_format(answer)
     assert answer.status_code == 405
 
@@ -137,7 +136,7 @@ async def test_register_with_put(api):
 async def test_cant_update_stateless_actor_state(api):
     """Ports test_cant_update_stateless_actor_state (404 "actor is stateless.", as Abaco)."""
     actor_id = await get_actor_id(api.admin, "abaco_test_suite_statelesss")
-    answer = await api.admin.post(f"/actors/{actor_id}/state", json={"state": "abc"})
+    answer = await api.admin.post(f"/actors/{actor_id}/state", data={"state": "abc"})
     refused(answer, 404, "actor is stateless")
 
 
@@ -170,7 +169,7 @@ async def test_update_actor(api):
     """Ports test_update_actor: a new image; the name and id stay."""
     actor_id = await get_actor_id(api.admin)
     update = {"image": ABACO_TEST2, "stateless": False}
-    actor = basic_response_checks(await api.admin.put(f"/actors/{actor_id}", json=update))
+    actor = basic_response_checks(await api.admin.put(f"/actors/{actor_id}", data=update))
     assert "description" in actor
     assert actor["image"] == ABACO_TEST2
     assert actor["name"] == "abaco_test_suite"
@@ -183,9 +182,9 @@ async def test_update_actor_other_user(api):
     actor_id = await get_actor_id(api.admin)
     original = basic_response_checks(await api.admin.get(f"/actors/{actor_id}"))
     grant = {"user": PRIVILEGED, "level": "UPDATE"}
-    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", json=grant))
+    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", data=grant))
     update = {"image": ABACO_TEST2, "stateless": False}
-    actor = basic_response_checks(await api.privileged.put(f"/actors/{actor_id}", json=update))
+    actor = basic_response_checks(await api.privileged.put(f"/actors/{actor_id}", data=update))
     assert "description" in actor
     assert actor["image"] == ABACO_TEST2
     assert actor["name"] == "abaco_test_suite"

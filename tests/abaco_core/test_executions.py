@@ -43,6 +43,7 @@ async def test_register_actor_default_env(api):
         name="abaco_test_suite_default_env",
         stateless=True,
         default_environment=DEFAULT_ENV,
+        as_json=True,  # as Abaco's test sends it
     )
     assert actor["owner"] == ADMIN
     assert actor["default_environment"] == DEFAULT_ENV

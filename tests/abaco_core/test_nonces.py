@@ -39,10 +39,10 @@ async def test_create_unlimited_nonce(api):
 
 
 async def test_create_limited_nonce(api):
-    """Ports test_create_limited_nonce."""
+    """Ports test_create_limited_nonce (a form, as Abaco's)."""
     actor_id = await get_actor_id(api.admin)
     answer = await api.admin.post(
-        f"/actors/{actor_id}/nonces", json={"max_uses": 3, "level": "READ"}
+        f"/actors/{actor_id}/nonces", data={"max_uses": 3, "level": "READ"}
     )
     check_nonce_fields(
         basic_response_checks(answer),

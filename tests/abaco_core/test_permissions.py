@@ -43,7 +43,7 @@ async def test_register_actor(api):
     (ported in test_actors): abaco_test_suite, shared with UPDATE."""
     actor = await register(api.admin, image=ABACO_TEST, name="abaco_test_suite", stateless=False)
     grant = {"user": PRIVILEGED, "level": "UPDATE"}
-    basic_response_checks(await api.admin.post(f"/actors/{actor['id']}/permissions", json=grant))
+    basic_response_checks(await api.admin.post(f"/actors/{actor['id']}/permissions", data=grant))
     await check_actor_is_ready(api.admin, actor["id"])
 
 
@@ -64,7 +64,7 @@ async def test_add_permissions(api):
     """Ports test_add_permissions."""
     actor_id = await get_actor_id(api.admin)
     grant = {"user": "tester", "level": "UPDATE"}
-    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", json=grant))
+    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", data=grant))
     levels = basic_response_checks(await api.admin.get(f"/actors/{actor_id}/permissions"))
     assert len(levels) == 3
     assert levels["tester"] == "UPDATE"
@@ -74,7 +74,7 @@ async def test_modify_user_perissions(api):
     """Ports test_modify_user_perissions: a second grant replaces the first."""
     actor_id = await get_actor_id(api.admin)
     grant = {"user": "tester", "level": "READ"}
-    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", json=grant))
+    basic_response_checks(await api.admin.post(f"/actors/{actor_id}/permissions", data=grant))
     levels = basic_response_checks(await api.admin.get(f"/actors/{actor_id}/permissions"))
     assert len(levels) == 3
     assert levels["tester"] == "READ"

@@ -51,5 +51,16 @@ async def test_other_users_can_delete_basic_actor(api, role):
 async def test_limited_user_cannot_create_priv_actor(api):
     """Ports test_limited_user_cannot_create_priv_actor: 403 with Abaco's message."""
     fields = {"image": ABACO_TEST, "name": "abaco_test_suite", "privileged": True}
-    answer = await api.limited.post("/actors", json=fields)
+    answer = await api.limited.post("/actors", data=fields)
     refused(answer, 403, "only admins and privileged users can make privileged actors")
+
+
+async def test_priv_user_can_create_priv_actor(api):
+    """Ports test_priv_user_can_create_priv_actor: the package's platform allows
+    privileged actors (``[worker] allow_privileged = true``), so a privileged user makes
+    one (a form, as Abaco's) and deletes it."""
+    fields = {"image": ABACO_TEST, "name": "abaco_test_suite_priv_delete", "privileged": True}
+    actor = basic_response_checks(await api.privileged.post("/actors", data=fields))
+    assert actor["privileged"] is True
+    basic_response_checks(await api.privileged.delete(f"/actors/{actor['id']}"))
+    assert basic_response_checks(await api.privileged.get("/actors")) == []

@@ -63,7 +63,7 @@ async def test_ensure_two_worker(api):
     answer = await api.admin.post(f"/actors/{stateful}/workers", json={"num": 2})
     refused(answer, 400, "stateful actors can only have 1 worker")
     actor_id = await get_actor_id(api.admin, "abaco_test_suite_statelesss")
-    answer = await api.admin.post(f"/actors/{actor_id}/workers", json={"num": 2})
+    answer = await api.admin.post(f"/actors/{actor_id}/workers", data={"num": "2"})
     assert answer.status_code == 200, answer.text
     workers = await wait_workers(api.admin, actor_id, 2, LIVE)
     for worker in workers:

@@ -87,8 +87,8 @@ async def test_an_alias_name_is_unique_in_its_tenant(client, actor):
     await _alias(client, "jane", actor["id"])
     await _alias(client, "doe", actor["id"])  # two aliases of one actor are fine
     again = await client.post("/actors/aliases", json={"alias": "jane", "actor_id": other["id"]})
-    assert again.status_code == 409
-    assert "already exists" in again.json()["message"]
+    assert again.status_code == 400  # as Abaco answers
+    assert again.json()["message"] == "Alias jane already exists."
     assert (await client.get("/actors/aliases/jane")).json()["result"]["actor_id"] == actor["id"]
 
 

@@ -248,10 +248,12 @@ async def test_attaching_needs_update_on_each_actor_or_alias(users, tmp_path, cl
     await alice.post("/actors/aliases/al/permissions", json={"user": "bob", "level": "UPDATE"})
     moved = await bob.put("/actors/configs/the_config", json=_config(actors="al"))
     assert moved.status_code == 200, moved.text
-    # Bob may not take over a config by naming it again.
-    assert (
-        await alice.post("/actors/configs", json=_config(actors=alices["id"]))
-    ).status_code == 409
+    # Alice may not take over a config by naming it again: a 400 with Abaco's message.
+    again = await alice.post("/actors/configs", json=_config(actors=alices["id"]))
+    assert again.status_code == 400
+    assert again.json()["message"] == (
+        "Config the_config already exists; please choose another name for your config"
+    )
 
 
 def _bad(**fields):
