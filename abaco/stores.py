@@ -35,6 +35,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
 from abaco._records import Page as Page
 from abaco._records import RecordStore as RecordStore
@@ -140,8 +141,18 @@ class LogStore:
     async def read(self, execution_id: str) -> LogText:
         """The whole log as kept now."""
         stream, meta = self._keys(execution_id)
-        entries = await self._redis.xrange(stream)
-        info = await self._redis.hgetall(meta)
+        read: dict[str, Any] = {}
+
+        async def entries_of() -> None:
+            read["entries"] = await self._redis.xrange(stream)
+
+        async def info_of() -> None:
+            read["info"] = await self._redis.hgetall(meta)
+
+        async with trio.open_nursery() as nursery:  # two round trips, one wait
+            nursery.start_soon(entries_of)
+            nursery.start_soon(info_of)
+        entries, info = read["entries"], read["info"]
         chunks = [fields[b"d"] for _, fields in entries if b"d" in fields]
         return LogText(
             text=b"".join(chunks).decode(errors="replace"),

@@ -297,7 +297,62 @@ class WorkerProcess:
         another worker took the message over (this one was presumed dead).
         """
         stores = self.stores
-        # What the run needs is read at once (each read is a round trip of its own).
+        async with trio.open_nursery() as marking:
+            # The worker's BUSY mark is for people reading its record: the run need not
+            # wait for it (only READY, after the run, must come after it).
+            marking.start_soon(self._set_worker, WorkerStatus.BUSY)
+            spec, log, actor = await self._prepare(execution, message)
+            outcome, lost = await self._execute(delivery, execution, spec, log)
+        if lost or outcome is None:
+            await log.finish()
+            if lost:
+                _log.warning("worker.lost_message", execution_id=execution.id)
+                return False
+            # Aborted through the API: the record says ABORTED already, _abandon acked.
+            await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
+            return False
+        # Results first: a synchronous sender reads them once the execution has ended. Then
+        # writes that do not depend on each other go out together: with an fsync on every
+        # write, each wait for the disk costs more than the write itself.
+        await self._keep_results(execution, message, outcome, log)
+        finished: Execution | None = None
+
+        async def record_outcome() -> None:
+            nonlocal finished
+            finished = await self._record_outcome(execution, outcome)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(log.finish)
+            nursery.start_soon(record_outcome)
+        async with trio.open_nursery() as nursery:
+            if finished is not None:
+                nursery.start_soon(self._persist, finished, outcome, log)
+                nursery.start_soon(
+                    functools.partial(
+                        emit_execution_event,
+                        stores,
+                        self.hub,
+                        self.settings.redis.key_prefix,
+                        finished,
+                        EventType.EXECUTION_COMPLETE,
+                        actor=actor,
+                    )
+                )
+            nursery.start_soon(
+                functools.partial(
+                    self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()
+                )
+            )
+        # Last: a message is acknowledged only once its outcome is stored and on its way
+        # to durable storage (a restore would run it again otherwise).
+        await self._ack(delivery, execution.id)
+        return False
+
+    async def _prepare(
+        self, execution: Execution, message: MailboxMessage
+    ) -> tuple[ExecutionSpec, ExecutionLog, Actor]:
+        """What the run needs, read at once (each read is a round trip of its own)."""
+        stores = self.stores
         actor, state, configs = self.actor, {}, {}
 
         async def read_actor() -> None:
@@ -314,12 +369,15 @@ class WorkerProcess:
             configs = await execution_configs(stores, self.settings, self.actor)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._set_worker, WorkerStatus.BUSY)
             for read in (read_actor, read_state, read_configs):
                 nursery.start_soon(read)
-        prefix = self.settings.redis.key_prefix
         await emit_execution_event(
-            stores, self.hub, prefix, execution, EventType.EXECUTION_STARTED, actor=actor
+            stores,
+            self.hub,
+            self.settings.redis.key_prefix,
+            execution,
+            EventType.EXECUTION_STARTED,
+            actor=actor,
         )
         spec = ExecutionSpec(
             execution_id=execution.id,
@@ -331,6 +389,13 @@ class WorkerProcess:
             network=self.manifest.resources.network,
         )
         log = ExecutionLog(stores.logs, execution.id, stores.logs.expiry_for(actor.log_ex))
+        return spec, log, actor
+
+    async def _execute(
+        self, delivery: Delivery, execution: Execution, spec: ExecutionSpec, log: ExecutionLog
+    ) -> tuple[ExecutionOutcome | None, bool]:
+        """Run the execution while renewing the message; its outcome (None when aborted)
+        and whether the message was lost to another worker meanwhile."""
         # Incremental: a character split across two chunks still decodes whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
@@ -365,21 +430,14 @@ class WorkerProcess:
             finally:
                 self.running = None
             nursery.cancel_scope.cancel()
-        if lost or outcome is None:
-            await log.finish()
-            if lost:
-                _log.warning("worker.lost_message", execution_id=execution.id)
-                return False
-            # Aborted through the API: the record says ABORTED already, _abandon acked.
-            await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
-            return False
-        # Writes that do not depend on each other go out together: with an fsync on every
-        # write, each wait for the disk costs more than the write itself.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(log.finish)
-            nursery.start_soon(self._keep_results, execution, message, outcome, log)
+        return outcome, lost
+
+    async def _record_outcome(
+        self, execution: Execution, outcome: ExecutionOutcome
+    ) -> Execution | None:
+        """Move the execution to how it ended; None if it was aborted (or failed) meanwhile."""
         try:
-            finished = await stores.executions.move(
+            return await self.stores.executions.move(
                 execution.id,
                 ExecutionStatus(outcome.status),
                 finish_time=utcnow(),
@@ -393,30 +451,7 @@ class WorkerProcess:
         except InvalidTransition:
             # Aborted (or failed by the health supervisor) as it finished: that stands.
             _log.info("worker.finished_too_late", execution_id=execution.id)
-            finished = None
-        async with trio.open_nursery() as nursery:
-            if finished is not None:
-                nursery.start_soon(self._persist, finished, outcome, log)
-                nursery.start_soon(
-                    functools.partial(
-                        emit_execution_event,
-                        stores,
-                        self.hub,
-                        prefix,
-                        finished,
-                        EventType.EXECUTION_COMPLETE,
-                        actor=actor,
-                    )
-                )
-            nursery.start_soon(
-                functools.partial(
-                    self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()
-                )
-            )
-        # Last: a message is acknowledged only once its outcome is stored and on its way
-        # to durable storage (a restore would run it again otherwise).
-        await self._ack(delivery, execution.id)
-        return False
+            return None
 
     async def _keep_results(
         self,
