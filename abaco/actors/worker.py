@@ -311,19 +311,13 @@ class WorkerProcess:
             # Aborted through the API: the record says ABORTED already, _abandon acked.
             await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
             return False
-        # Results first: a synchronous sender reads them once the execution has ended. Then
-        # writes that do not depend on each other go out together: with an fsync on every
-        # write, each wait for the disk costs more than the write itself.
+        # In this order: a synchronous sender, woken by the log's end, then finds the
+        # execution ended and its results in place.
         await self._keep_results(execution, message, outcome, log)
-        finished: Execution | None = None
-
-        async def record_outcome() -> None:
-            nonlocal finished
-            finished = await self._record_outcome(execution, outcome)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(log.finish)
-            nursery.start_soon(record_outcome)
+        finished = await self._record_outcome(execution, outcome)
+        await log.finish()
+        # Writes that do not depend on each other go out together: with an fsync on every
+        # write, each wait for the disk costs more than the write itself.
         async with trio.open_nursery() as nursery:
             if finished is not None:
                 nursery.start_soon(self._persist, finished, outcome, log)
@@ -538,7 +532,6 @@ class WorkerProcess:
         ABORTED already and stays so. Either way the message is done with (acknowledged),
         unless another worker reclaimed it.
         """
-        await log.finish()
         with contextlib.suppress(InvalidTransition):
             await self.stores.executions.move(
                 execution.id,
@@ -546,6 +539,7 @@ class WorkerProcess:
                 finish_time=utcnow(),
                 status_message="the worker was stopped before the execution finished",
             )
+        await log.finish()  # after the outcome, which a synchronous sender then finds
         try:
             await delivery.ack()
         except Aborted as exc:

@@ -222,23 +222,25 @@ async def send_message(actor_id: str) -> Any:
 async def _finished(execution_id: str) -> Execution:
     """Wait for an execution to end, up to the execution timeout.
 
-    Woken by the end of the execution's log (the worker closes it as it records the
-    outcome), and looking at the record at least every quarter second in case the
+    Woken by the end of the execution's log (the worker closes it once it has recorded
+    the outcome), and looking at the record at least every quarter second in case the
     execution never runs (aborted, purged).
     """
     st = stores()
     bound = settings().worker.execution_timeout + settings().worker.visibility
+    log_ended = False
     with trio.move_on_after(bound):
         while True:
             execution = await st.executions.get(execution_id)
             if is_terminal(execution.status):
                 return execution
+            if log_ended:
+                # Ended without an outcome yet (a run cut short): it is a write behind.
+                await trio.sleep(0.0005)
             with trio.move_on_after(0.25) as waiting:
                 async for _ in st.logs.follow(execution_id, poll_ms=250):
                     pass
-            if not waiting.cancelled_caught:
-                # The log ended: the outcome is a few writes behind it.
-                await trio.sleep(0.0005)
+            log_ended = not waiting.cancelled_caught
     raise ChannelTimeout(
         f"Execution {execution_id} did not finish within {bound:.0f} s; "
         "see GET /actors/ID/executions/EID."
