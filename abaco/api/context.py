@@ -15,10 +15,12 @@ next, before a bearer token.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 
 import attrs
+import trio
 from quart import current_app, g, request
 
 from abaco.actors.ids import new_id
@@ -233,9 +235,11 @@ async def _spend(tenant_stores: Stores, nonce: Nonce) -> None:
     nonces = tenant_stores.nonces
     try:
         if nonce.max_uses == -1:
-            # Unlimited: nothing to decide, so no compare-and-set for busy nonces to lose.
-            await nonces.increment(nonce.id, "current_uses")
-            await nonces.update(nonce.id, last_use_time=now)
+            # Unlimited: nothing to decide, so no compare-and-set for busy nonces to lose,
+            # and the two writes go out together.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(nonces.increment, nonce.id, "current_uses")
+                nursery.start_soon(functools.partial(nonces.update, nonce.id, last_use_time=now))
             return
 
         def spent(current: Nonce) -> Nonce:
