@@ -31,10 +31,8 @@ runs one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
 import socket
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -43,6 +41,7 @@ import attrs
 import structlog
 import trio
 
+from abaco._component import run_component
 from abaco.actors.ids import new_id
 from abaco.actors.models import utcnow
 from abaco.api.cron import instances, instances_key
@@ -52,7 +51,7 @@ from abaco.channels import open_hub
 from abaco.control import known_tenants
 from abaco.cron import CRON_MESSAGE, format_time, parse_schedule, parse_time
 from abaco.errors import AbacoError, BadRequest, NotFound, StoreUnavailable
-from abaco.logconfig import bind_ids, configure_logging
+from abaco.logconfig import bind_ids
 from abaco.restore import persist_actor
 from abaco.stores import Stores
 
@@ -270,35 +269,16 @@ async def run_cron(
                 await redis.hdel(instances_key(settings.redis.key_prefix), instance_id)
 
 
-async def _main(settings: Settings) -> None:
-    from abaco.redis_client import open_configured_redis
-
-    async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
-        nursery.start_soon(run_cron, settings, redis)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                _log.info("cron.stopping", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the cron actor (``python -m abaco.cron_actor``); needs ``[redis] url``."""
-    from abaco.config import load_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m abaco.cron_actor", description="Send actors their scheduled messages."
+    run_component(
+        "cron",
+        run_cron,
+        argv,
+        prog="python -m abaco.cron_actor",
+        description="Send actors their scheduled messages.",
+        needs="the cron actor",
     )
-    parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        configure_logging(settings.logging.level, settings.logging.format)
-        if not settings.redis.url:
-            raise BadRequest("the cron actor needs the platform's Redis: set [redis] url")
-        trio.run(_main, settings)
-    except AbacoError as exc:
-        raise SystemExit(f"cron: {exc}") from None
 
 
 if __name__ == "__main__":

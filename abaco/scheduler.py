@@ -18,9 +18,7 @@ Run it with ``python -m abaco.scheduler [--config PATH]``.
 
 from __future__ import annotations
 
-import argparse
 import random
-import signal
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -28,13 +26,14 @@ import attrs
 import structlog
 import trio
 
+from abaco._component import run_component
 from abaco.actors.models import utcnow
 from abaco.actors.states import WorkerStatus
 from abaco.channels import open_hub
 from abaco.control import PlaceWorker, StartWorker, scheduler_inbox, spawner_inbox
 from abaco.errors import AbacoError, Aborted, BadRequest, NotFound, WireError
 from abaco.hosts import Host, open_hosts, required_labels
-from abaco.logconfig import bind_ids, configure_logging
+from abaco.logconfig import bind_ids
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
@@ -221,35 +220,16 @@ async def run_scheduler(
         await scheduler.serve(scheduler_inbox(hub, prefix), task_status=task_status)
 
 
-async def _main(settings: Settings) -> None:
-    from abaco.redis_client import open_configured_redis
-
-    async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
-        nursery.start_soon(run_scheduler, settings, redis)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                _log.info("scheduler.stopping", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the scheduler (``python -m abaco.scheduler``); needs ``[redis] url``."""
-    from abaco.config import load_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m abaco.scheduler", description="Place new workers on hosts."
+    run_component(
+        "scheduler",
+        run_scheduler,
+        argv,
+        prog="python -m abaco.scheduler",
+        description="Place new workers on hosts.",
+        needs="the scheduler",
     )
-    parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        configure_logging(settings.logging.level, settings.logging.format)
-        if not settings.redis.url:
-            raise BadRequest("the scheduler needs the platform's Redis: set [redis] url")
-        trio.run(_main, settings)
-    except AbacoError as exc:
-        raise SystemExit(f"scheduler: {exc}") from None
 
 
 if __name__ == "__main__":

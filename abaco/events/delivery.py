@@ -18,14 +18,13 @@ Run it with ``python -m abaco.events [--config PATH]`` (``abaco events``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import signal
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
+from abaco._component import run_component
 from abaco.api.messages import accept_message
 from abaco.channels import open_hub
 from abaco.errors import AbacoError, Aborted, BadRequest, NotFound, WireError
@@ -33,7 +32,7 @@ from abaco.events.emit import events_queue
 from abaco.events.links import resolve_link
 from abaco.events.model import EVENT_USERNAME
 from abaco.events.webhooks import WebhookPolicy, open_webhook_client, post_event
-from abaco.logconfig import bind_ids, configure_logging
+from abaco.logconfig import bind_ids
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
@@ -217,36 +216,16 @@ async def run_events(
         await actor.serve(events_queue(hub, prefix), task_status=task_status)
 
 
-async def _main(settings: Settings) -> None:
-    from abaco.redis_client import open_configured_redis
-
-    async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
-        nursery.start_soon(run_events, settings, redis)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                _log.info("events.stopping", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the events actor (``python -m abaco.events``); needs ``[redis] url``."""
-    from abaco.config import load_settings
-
-    parser = argparse.ArgumentParser(
+    run_component(
+        "events",
+        run_events,
+        argv,
         prog="python -m abaco.events",
         description="Deliver actor events to linked actors and webhooks.",
+        needs="the events actor",
     )
-    parser.add_argument("--config", help="path of abaco.conf (default: $ABACO_CONF, ./abaco.conf)")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        configure_logging(settings.logging.level, settings.logging.format)
-        if not settings.redis.url:
-            raise BadRequest("the events actor needs the platform's Redis: set [redis] url")
-        trio.run(_main, settings)
-    except AbacoError as exc:
-        raise SystemExit(f"events: {exc}") from None
 
 
 if __name__ == "__main__":

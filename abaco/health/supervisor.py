@@ -23,22 +23,20 @@ leaves nothing that the next pass does not finish: stopping is a plain cancel.
 
 from __future__ import annotations
 
-import argparse
 import math
-import signal
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from abaco._component import run_component
 from abaco.actors.models import utcnow
 from abaco.control import known_tenants
-from abaco.errors import AbacoError, BadRequest, StoreUnavailable
+from abaco.errors import AbacoError, StoreUnavailable
 from abaco.health.context import PassReport, all_records, open_health
 from abaco.health.reconcile import reconcile_executions
 from abaco.health.recovery import reap_dead_hosts, repair_workers
 from abaco.health.scaling import replace_workers, scale_actors
-from abaco.logconfig import configure_logging
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
@@ -136,43 +134,16 @@ async def run_health(
             await trio.sleep_until(started + interval)
 
 
-async def _serve(settings: Settings) -> None:
-    from abaco.redis_client import open_configured_redis
-
-    # The handler goes in first: "health.started" promises that a SIGTERM stops it cleanly.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_configured_redis(settings.redis) as redis, trio.open_nursery() as nursery:
-            await nursery.start(run_health, settings, redis)
-            async for signum in signals:
-                _log.info("health.stopping", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                return
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def main(argv: list[str] | None = None) -> None:
+    """Run the health supervisor (``python -m abaco.health``); needs ``[redis] url``."""
+    run_component(
+        "health",
+        run_health,
+        argv,
         prog="python -m abaco.health",
         description=(
             "Run the health supervisor: dead workers and hosts, replacements, "
             "autoscaling and reconciliation scans."
         ),
+        needs="the health supervisor",
     )
-    parser.add_argument("--config", help="path of abaco.conf")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the health supervisor (``python -m abaco.health``); needs ``[redis] url``."""
-    from abaco.config import load_settings
-
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        configure_logging(settings.logging.level, settings.logging.format)
-        if not settings.redis.url:
-            raise BadRequest("the health supervisor needs the platform's Redis: set [redis] url")
-        trio.run(_serve, settings)
-    except AbacoError as exc:
-        raise SystemExit(f"health: {exc}") from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
