@@ -47,41 +47,6 @@ from abaco.events.webhooks import (
 from abaco.stores import Stores
 from tests._receiver import closed_port_url, open_receiver
 
-# -- cycles (Abaco's test_has_cycles_1..5) --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("links", "cyclic"),
-    [
-        pytest.param({"A": "B", "B": "C", "C": "D"}, False, id="test_has_cycles_1"),
-        pytest.param({"A": "B", "B": "A", "C": "D"}, True, id="test_has_cycles_2"),
-        pytest.param(
-            {"A": "B", "B": "C", "C": "D", "D": "E", "E": "H", "H": "B"},
-            True,
-            id="test_has_cycles_3",
-        ),
-        pytest.param(
-            {
-                "A": "B",
-                "B": "C",
-                "D": "E",
-                "E": "H",
-                "H": "J",
-                "I": "J",
-                "K": "J",
-                "L": "M",
-                "M": "J",
-            },
-            False,
-            id="test_has_cycles_4",
-        ),
-        pytest.param({"A": "B", "B": "C", "C": "C"}, True, id="test_has_cycles_5"),
-    ],
-)
-def test_has_cycles(links, cyclic):
-    """Ports Abaco's test_has_cycles_1 .. test_has_cycles_5 (one case each)."""
-    assert has_cycles(links) is cyclic
-
 
 def test_no_links_no_cycle():
     """Not an Abaco test: the empty graph."""
