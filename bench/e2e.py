@@ -65,7 +65,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import trio
@@ -86,13 +86,15 @@ from bench._e2e_baselines import BaselineFailed, Figures, run_celery, run_rq
 from bench._machine import machine
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from abaco.valkey import AppendFsync
 
 SYSTEMS = ("abaco", "rq", "celery")
 #: The table of the three systems, and abaco's own rows.
 ROWS = ("table", "nonce", "search")
+Result = TypeVar("Result")
+
 _DATABASES = {"abaco": 1, "rq": 2, "celery": 3, "abaco-rows": 4}
 _WORKERS = 2
 _HANDLER = "def handle(message):\n    pass\n"
@@ -441,9 +443,11 @@ async def _round_trip(http: httpx.AsyncClient, actor_id: str, text: str) -> None
         raise BenchFailed(f"synchronous message {text!r}: answered {answer.status_code}")
 
 
-async def _abaco_workloads(
+@contextlib.asynccontextmanager
+async def _warm_actor(
     url: str, token: str, process: subprocess.Popen[bytes], scratch: Path, options: Options
-) -> Figures:
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A client of the platform and an actor whose workers have each run one message."""
     limits = httpx.Limits(max_connections=options.concurrency + 4)
     async with httpx.AsyncClient(
         base_url=url,
@@ -456,7 +460,18 @@ async def _abaco_workloads(
         actor_id = await _ready_actor(http, image)
         for number in range(_WORKERS):
             await _round_trip(http, actor_id, f"warm-up {number}")
+        yield http, actor_id
 
+
+async def _abaco_workloads(
+    url: str,
+    token: str,
+    env: dict[str, str],
+    process: subprocess.Popen[bytes],
+    scratch: Path,
+    options: Options,
+) -> Figures:
+    async with _warm_actor(url, token, process, scratch, options) as (http, actor_id):
         start = time.perf_counter()
         ids = await _send_all(http, actor_id, options.messages, options.concurrency)
         sent = time.perf_counter() - start
@@ -478,23 +493,34 @@ async def _abaco_workloads(
     return Figures(options.messages, seconds, sent, latencies)
 
 
-def run_abaco(valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figures:
-    """The whole platform under ``abaco up`` on ``valkey``, driven over HTTP."""
-    db = _DATABASES["abaco"]
+def _on_platform(
+    name: str,
+    workload: Callable[..., Awaitable[Result]],
+    valkey: EmbeddedValkey,
+    scratch: Path,
+    options: Options,
+) -> Result:
+    """Run ``workload`` on a platform of its own (``abaco up`` on database ``name``)."""
+    db = _DATABASES[name]
     port = _free_port()
     token = secrets.token_urlsafe(24)
-    state = scratch / "abaco-state"
     redis_url = f"redis://{valkey.host}:{valkey.port}/{db}"
-    env = _platform_env(state, redis_url, db, port, token)
-    log = options.logs(scratch) / "abaco-up.log"
+    env = _platform_env(scratch / f"{name}-state", redis_url, db, port, token)
+    log = options.logs(scratch) / f"{name}-up.log"
+    scratch = scratch / name
+    scratch.mkdir()
     try:
         with _abaco_up(env, scratch, log) as process:
-            return trio.run(
-                _abaco_workloads, f"http://127.0.0.1:{port}", token, process, scratch, options
-            )
+            url = f"http://127.0.0.1:{port}"
+            return trio.run(workload, url, token, env, process, scratch, options)
     except BaseException:
         _print_tail("abaco up", log)
         raise
+
+
+def run_abaco(valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figures:
+    """The whole platform under ``abaco up`` on ``valkey``, driven over HTTP."""
+    return _on_platform("abaco", _abaco_workloads, valkey, scratch, options)
 
 
 # -- abaco's own rows: nonce-authenticated messages, and search ----------------------------
@@ -677,18 +703,7 @@ async def _abaco_rows(
     scratch: Path,
     options: Options,
 ) -> list[Timing]:
-    limits = httpx.Limits(max_connections=options.concurrency + 4)
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=options.timeout,
-        limits=limits,
-    ) as http:
-        await _wait_healthy(http, process)
-        image = await _push_bundle(http, scratch)
-        actor_id = await _ready_actor(http, image)
-        for number in range(_WORKERS):
-            await _round_trip(http, actor_id, f"warm-up {number}")
+    async with _warm_actor(url, token, process, scratch, options) as (http, actor_id):
         rows: list[Timing] = []
         if "nonce" in options.rows:
             rows += await _nonce_rows(http, url, actor_id, options)
@@ -699,23 +714,7 @@ async def _abaco_rows(
 
 def run_abaco_rows(valkey: EmbeddedValkey, scratch: Path, options: Options) -> list[Timing]:
     """abaco's own rows, on a platform (and a database) of their own."""
-    db = _DATABASES["abaco-rows"]
-    port = _free_port()
-    token = secrets.token_urlsafe(24)
-    state = scratch / "abaco-rows-state"
-    redis_url = f"redis://{valkey.host}:{valkey.port}/{db}"
-    env = _platform_env(state, redis_url, db, port, token)
-    log = options.logs(scratch) / "abaco-rows-up.log"
-    scratch = scratch / "rows"
-    scratch.mkdir()
-    try:
-        with _abaco_up(env, scratch, log) as process:
-            return trio.run(
-                _abaco_rows, f"http://127.0.0.1:{port}", token, env, process, scratch, options
-            )
-    except BaseException:
-        _print_tail("abaco up", log)
-        raise
+    return _on_platform("abaco-rows", _abaco_rows, valkey, scratch, options)
 
 
 # -- the run -------------------------------------------------------------------------------
