@@ -23,9 +23,10 @@ import attrs
 from abaco.actors.ids import new_id
 from abaco.actors.mailbox import StopWorker, control_of
 from abaco.actors.models import Worker
-from abaco.actors.states import WorkerStatus
+from abaco.actors.states import ActorStatus, WorkerStatus
 from abaco.channels import QueueChannel, Transport
 from abaco.errors import BadRequest, InvalidTransition, NotFound
+from abaco.events import EventType, emit_actor_event
 
 if TYPE_CHECKING:
     from abaco.actors.models import Actor
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PlaceWorker",
     "StartWorker",
+    "fail_actor",
     "known_tenants",
     "remember_tenant",
     "request_workers",
@@ -134,6 +136,24 @@ async def stop_worker(
     await control_of(hub, key_prefix, stores.tenant, worker_id).put(
         StopWorker(reason=reason).to_wire()
     )
+
+
+async def fail_actor(
+    stores: Stores, hub: Hub, key_prefix: str, actor_id: str, status_message: str
+) -> None:
+    """Move an actor to ERROR, saying why, and report it (an ACTOR_ERROR event).
+
+    An actor in ERROR gets no new workers until it is updated (as in Abaco), so a bundle
+    that cannot start does not make the platform start workers for it again and again.
+    Nothing happens to an actor that is gone or in ERROR already.
+    """
+    try:
+        failed = await stores.actors.move(
+            actor_id, ActorStatus.ERROR, status_message=status_message
+        )
+    except (InvalidTransition, NotFound):
+        return
+    await emit_actor_event(hub, key_prefix, failed, EventType.ACTOR_ERROR)
 
 
 def _tenants_key(key_prefix: str) -> str:

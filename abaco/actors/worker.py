@@ -53,6 +53,7 @@ from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus, tran
 from abaco.bundles.manifest import CommandRuntime, Manifest, parse_manifest
 from abaco.channels import Delivery, Hub, QueueChannel, open_hub
 from abaco.config import Settings, config_file
+from abaco.control import fail_actor
 from abaco.errors import (
     AbacoError,
     Aborted,
@@ -60,6 +61,7 @@ from abaco.errors import (
     ChannelTimeout,
     InvalidTransition,
     NotFound,
+    RunnerError,
 )
 from abaco.events import EventType, emit_actor_event, emit_execution_event
 from abaco.logconfig import bind_ids, configure_logging
@@ -68,7 +70,7 @@ from abaco.restore import persist_message
 from abaco.stores import Stores
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
     from abaco.actors.runners import ExecutionOutcome
@@ -571,6 +573,35 @@ def _open_runner(
     )
 
 
+@contextlib.asynccontextmanager
+async def _started_runner(
+    opening: AbstractAsyncContextManager[Runner], fail: Callable[[str], Awaitable[None]]
+) -> AsyncIterator[Runner]:
+    """The runner ``opening`` opens; if it cannot start the actor's code, ``fail`` the actor.
+
+    A module that does not import (or a sandbox that does not start) fails every worker
+    the same way: the actor goes to ERROR with the reason, as Abaco does when an image
+    cannot start, instead of getting a new worker that fails again every health pass.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            runner = await stack.enter_async_context(opening)
+        except RunnerError as exc:
+            _log.error("worker.runner_failed", error=str(exc))
+            with trio.CancelScope(shield=True):
+                await fail(f"Could not start a worker for this actor: {_in_brief(exc)}")
+            raise
+        yield runner
+
+
+def _in_brief(error: Exception) -> str:
+    """An error's first line and, for a traceback, its last line (what was raised)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
 async def _register(
     stores: Stores, hub: Hub, key_prefix: str, actor: Actor, worker_id: str
 ) -> None:
@@ -659,8 +690,16 @@ async def run_worker(
             open_hub(
                 redis, namespace=settings.redis.key_prefix, visibility=options.visibility
             ) as hub,
-            _open_runner(
-                bundle_dir, manifest, work_root, sandbox=options.sandbox, hide=hide, grants=grants
+            _started_runner(
+                _open_runner(
+                    bundle_dir,
+                    manifest,
+                    work_root,
+                    sandbox=options.sandbox,
+                    hide=hide,
+                    grants=grants,
+                ),
+                functools.partial(fail_actor, stores, hub, settings.redis.key_prefix, actor_id),
             ) as runner,
             trio.open_nursery() as nursery,
         ):

@@ -36,14 +36,13 @@ import structlog
 import trio
 
 from abaco.actors._process import Child
-from abaco.actors.states import ActorStatus, WorkerStatus, transition
+from abaco.actors.states import WorkerStatus, transition
 from abaco.bundles import BundleId
 from abaco.bundles.manifest import parse_manifest
 from abaco.channels import open_hub
 from abaco.config import load_settings
-from abaco.control import StartWorker, spawner_inbox, stop_worker
+from abaco.control import StartWorker, fail_actor, spawner_inbox, stop_worker
 from abaco.errors import AbacoError, Aborted, BadRequest, InvalidTransition, NotFound, WireError
-from abaco.events import EventType, emit_actor_event
 from abaco.hosts import Host, open_hosts
 from abaco.logconfig import bind_ids, configure_logging
 from abaco.spawner.host import (
@@ -246,11 +245,7 @@ class Spawner:
         stores, command = child.stores, child.command
         with contextlib.suppress(InvalidTransition, NotFound):
             await stores.workers.move(command.worker_id, WorkerStatus.ERROR)
-        with contextlib.suppress(InvalidTransition, NotFound):
-            failed = await stores.actors.move(
-                command.actor_id, ActorStatus.ERROR, status_message=message
-            )
-            await emit_actor_event(self._hub, self._prefix, failed, EventType.ACTOR_ERROR)
+        await fail_actor(stores, self._hub, self._prefix, command.actor_id, message)
         await stores.workers.delete(command.worker_id)
         _log.error("spawner.worker_failed", status_message=message)
 

@@ -10,11 +10,13 @@ import trio
 
 from abaco.auth import Identity, Role, issue_token
 from abaco.redis_client import open_redis
+from tests._platform import ECHO_IMAGE, push_python_bundle
 from tests.e2e._steps import (
     finished,
     ready_actor,
     result,
     send,
+    wait_actor,
     wait_workers,
     workers,
 )
@@ -137,3 +139,30 @@ async def test_permissions_across_processes(platform):
         run = await http.post(f"{path}/messages", json={"message": "hi"}, headers=as_user(user))
         update = await http.put(path, json={"description": user}, headers=as_user(user))
         assert (read.status_code, run.status_code, update.status_code) == codes, user
+
+
+async def test_an_actor_whose_module_does_not_import_goes_to_error_until_updated(
+    platform, tmp_path
+):
+    http = platform.http
+    broken = await push_python_bundle(
+        http, tmp_path, "org.example/broken:1.0.0", b"raise ImportError('this module is broken')\n"
+    )
+    actor = await result(await http.post("/actors", json={"image": broken}))
+    failed = await wait_actor(http, actor["id"], "ERROR", timeout=30)
+    assert failed["status_message"].startswith("Could not start a worker for this actor: ")
+    assert failed["status_message"].endswith("ImportError: this module is broken")
+    # No crash loop: once the failed worker is reaped, an actor in ERROR gets no new
+    # workers (before, it got one every health pass).
+    with trio.fail_after(10):
+        while await workers(http, actor["id"]):
+            await trio.sleep(0.1)
+    for _ in range(10):
+        assert await workers(http, actor["id"]) == []
+        await trio.sleep(0.3)
+    # A message sent meanwhile waits in the mailbox, and runs once the actor is mended.
+    waiting = await send(http, actor["id"], "after the fix")
+    mended = await http.put(f"/actors/{actor['id']}", json={"image": ECHO_IMAGE})
+    assert mended.status_code == 200, mended.text
+    await wait_actor(http, actor["id"], "READY")
+    assert (await finished(http, actor["id"], waiting))["status"] == "COMPLETE"
