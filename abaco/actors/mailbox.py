@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
 from abaco.actors.ids import new_id
 from abaco.actors.models import Execution
@@ -135,12 +136,14 @@ def prepare(
 async def enqueue(
     stores: Stores, mailbox: QueueChannel, execution: Execution, message: MailboxMessage
 ) -> None:
-    """Record the execution, then put its message in the mailbox.
+    """Record the execution and put its message in the mailbox, both at once.
 
-    The record comes first: a worker that takes the message always finds it.
+    Each write waits for the disk, so they go out together; a worker that takes the
+    message before its record lands waits for the record (``WorkerProcess._start``).
     """
-    await stores.executions.create(execution)
-    await mailbox.put(message.to_wire())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stores.executions.create, execution)
+        nursery.start_soon(mailbox.put, message.to_wire())
 
 
 async def submit(

@@ -82,6 +82,8 @@ _log = structlog.get_logger(__name__)
 
 # Seconds between looks at whether the process that started the worker is still there.
 _PARENT_POLL = 0.5
+# How long a message waits for its execution's record (written at the same time).
+_RECORD_WAIT = 2.0
 
 # Worker set-up steps, walked by a worker that starts on its own (no spawner before it).
 _SETUP = (
@@ -262,7 +264,7 @@ class WorkerProcess:
         """
         executions = self.stores.executions
         try:
-            return await self._move_running(message.execution_id)
+            return await self._move_running_once_recorded(message.execution_id)
         except NotFound:
             _log.warning("worker.no_execution", execution_id=message.execution_id)
             return None
@@ -286,6 +288,24 @@ class WorkerProcess:
             ),
         )
         return await self._move_running(retry.id)
+
+    async def _move_running_once_recorded(self, execution_id: str) -> Execution:
+        """Move the execution to RUNNING, waiting a moment for its record if it is missing.
+
+        The API writes the record and the message at once, so the message may come first
+        by a moment. A record still missing after ``_RECORD_WAIT`` seconds never comes
+        (the execution was deleted, or its sender failed half-way): NotFound.
+        """
+        delay = 0.001
+        deadline = trio.current_time() + _RECORD_WAIT
+        while True:
+            try:
+                return await self._move_running(execution_id)
+            except NotFound:
+                if trio.current_time() + delay > deadline:
+                    raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def _move_running(self, execution_id: str) -> Execution:
         return await self.stores.executions.move(
@@ -313,11 +333,19 @@ class WorkerProcess:
             # Aborted through the API: the record says ABORTED already, _abandon acked.
             await self._set_worker(WorkerStatus.READY, last_execution_time=utcnow())
             return False
-        # In this order: a synchronous sender, woken by the log's end, then finds the
-        # execution ended and its results in place.
+        # Results first: a synchronous sender, woken by the log's end, finds them in place.
+        # The outcome and the log's end go out together (one wait for the disk, not two);
+        # a reader woken by the log's end before the outcome lands reads the record again.
         await self._keep_results(execution, message, outcome, log)
-        finished = await self._record_outcome(execution, outcome)
-        await log.finish()
+        recorded: list[Execution | None] = []
+        async with trio.open_nursery() as nursery:
+
+            async def record_outcome() -> None:
+                recorded.append(await self._record_outcome(execution, outcome))
+
+            nursery.start_soon(record_outcome)
+            nursery.start_soon(log.finish)
+        finished = recorded[0]
         # Writes that do not depend on each other go out together: with an fsync on every
         # write, each wait for the disk costs more than the write itself.
         async with trio.open_nursery() as nursery:

@@ -222,9 +222,9 @@ async def send_message(actor_id: str) -> Any:
 async def _finished(execution_id: str) -> Execution:
     """Wait for an execution to end, up to the execution timeout.
 
-    Woken by the end of the execution's log (the worker closes it once it has recorded
-    the outcome), and looking at the record at least every quarter second in case the
-    execution never runs (aborted, purged).
+    Woken by the end of the execution's log (the worker closes it as it records the
+    outcome, so the outcome may land a moment later), and looking at the record at least
+    every quarter second in case the execution never runs (aborted, purged).
     """
     st = stores()
     bound = settings().worker.execution_timeout + settings().worker.visibility
@@ -235,7 +235,7 @@ async def _finished(execution_id: str) -> Execution:
             if is_terminal(execution.status):
                 return execution
             if log_ended:
-                # Ended without an outcome yet (a run cut short): it is a write behind.
+                # The log ended but the outcome has not landed yet: it is a write behind.
                 await trio.sleep(0.0005)
             with trio.move_on_after(0.25) as waiting:
                 async for _ in st.logs.follow(execution_id, poll_ms=250):

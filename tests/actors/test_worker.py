@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from abaco.actors.ids import new_id
-from abaco.actors.mailbox import StopWorker, control_of, mailbox_of, submit
+from abaco.actors.mailbox import StopWorker, control_of, mailbox_of, prepare, submit
 from abaco.actors.models import Actor
 from abaco.actors.states import ActorStatus, ExecutionStatus, WorkerStatus
 from abaco.actors.worker import run_worker
@@ -132,6 +132,22 @@ async def test_a_message_becomes_a_complete_execution_with_logs(worker, stores, 
     logs = await stores.logs.read(execution.id)
     assert logs.text == f"echo: hello from {actor.id}\n"
     assert logs.complete
+    assert await mailbox.length() == 0
+
+
+async def test_a_message_that_comes_before_its_record_waits_for_it(worker, stores, mailbox, actor):
+    # The API writes the record and the message at once: the message may win the race.
+    execution, message = prepare(stores.tenant, actor_id=actor.id, body="early")
+    await mailbox.put(message.to_wire())
+    await trio.sleep(0.2)
+    await stores.executions.create(execution)
+    done = await wait_execution(stores, execution.id, ExecutionStatus.COMPLETE)
+    assert done.worker_id == worker.worker_id
+    # One that never gets a record is dropped after a while, and the worker goes on.
+    _, orphan = prepare(stores.tenant, actor_id=actor.id, body="orphan")
+    await mailbox.put(orphan.to_wire())
+    after = await submit(stores, mailbox, actor_id=actor.id, body="after")
+    await wait_execution(stores, after.id, ExecutionStatus.COMPLETE)
     assert await mailbox.length() == 0
 
 
