@@ -151,6 +151,15 @@ def _parse_bytes(text: str) -> int:
 
 
 @attrs.define
+class _Context:
+    """What an execution reads besides its message: the actor now, its state, its configs."""
+
+    actor: Actor
+    state: Any = attrs.Factory(dict)
+    configs: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.define
 class WorkerProcess:
     """What one worker needs while it runs; made by :func:`run_worker`."""
 
@@ -246,13 +255,37 @@ class WorkerProcess:
             _log.warning("worker.bad_message", error=str(exc))
             await delivery.ack()  # nobody could ever run it
             return
-        execution = await self._start(message)
+        # What the run reads goes out with the move to RUNNING: one wait, not two (the
+        # reads are wasted only when the message needs no run).
+        context: list[_Context] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_context, context)
+            execution = await self._start(message)
         if execution is None:
             await delivery.ack()
             return
         with bind_ids(execution_id=execution.id):
-            if await self._run(delivery, message, execution):
+            if await self._run(delivery, message, execution, context[0]):
                 await self._ack(delivery, execution.id)
+
+    async def _read_context(self, into: list[_Context]) -> None:
+        """Read what an execution needs besides its message into ``into``, all at once."""
+        context = _Context(self.actor)
+
+        async def read_actor() -> None:
+            context.actor = await self._fresh_actor()
+
+        async def read_state() -> None:
+            if not self.actor.stateless:
+                context.state = await self.stores.state.get(self.actor.id)
+
+        async def read_configs() -> None:
+            context.configs = await execution_configs(self.stores, self.settings, self.actor)
+
+        async with trio.open_nursery() as nursery:
+            for read in (read_actor, read_state, read_configs):
+                nursery.start_soon(read)
+        into.append(context)
 
     async def _start(self, message: MailboxMessage) -> Execution | None:
         """Move the message's execution to RUNNING on this worker; None when it needs no run.
@@ -312,7 +345,9 @@ class WorkerProcess:
             execution_id, ExecutionStatus.RUNNING, worker_id=self.worker_id, start_time=utcnow()
         )
 
-    async def _run(self, delivery: Delivery, message: MailboxMessage, execution: Execution) -> bool:
+    async def _run(
+        self, delivery: Delivery, message: MailboxMessage, execution: Execution, context: _Context
+    ) -> bool:
         """Run one execution; returns whether the message still needs acknowledging.
 
         It does not when the run acknowledged it (it ended, or was aborted), nor when
@@ -323,7 +358,7 @@ class WorkerProcess:
             # The worker's BUSY mark is for people reading its record: the run need not
             # wait for it (only READY, after the run, must come after it).
             marking.start_soon(self._set_worker, WorkerStatus.BUSY)
-            spec, log, actor = await self._prepare(execution, message)
+            spec, log, actor = await self._prepare(execution, message, context)
             outcome, lost = await self._execute(delivery, execution, spec, log)
         if lost or outcome is None:
             await log.finish()
@@ -373,28 +408,10 @@ class WorkerProcess:
         return False
 
     async def _prepare(
-        self, execution: Execution, message: MailboxMessage
+        self, execution: Execution, message: MailboxMessage, context: _Context
     ) -> tuple[ExecutionSpec, ExecutionLog, Actor]:
-        """What the run needs, read at once (each read is a round trip of its own)."""
-        stores = self.stores
-        actor, state, configs = self.actor, {}, {}
-
-        async def read_actor() -> None:
-            nonlocal actor
-            actor = await self._fresh_actor()
-
-        async def read_state() -> None:
-            nonlocal state
-            if not self.actor.stateless:
-                state = await stores.state.get(self.actor.id)
-
-        async def read_configs() -> None:
-            nonlocal configs
-            configs = await execution_configs(stores, self.settings, self.actor)
-
-        async with trio.open_nursery() as nursery:
-            for read in (read_actor, read_state, read_configs):
-                nursery.start_soon(read)
+        """The run's spec and log, once the execution is RUNNING; reports its start."""
+        stores, actor = self.stores, context.actor
         await emit_execution_event(
             stores,
             self.hub,
@@ -405,7 +422,9 @@ class WorkerProcess:
         )
         spec = ExecutionSpec(
             execution_id=execution.id,
-            environment=environment_for(actor, execution, message, self.worker_id, state, configs),
+            environment=environment_for(
+                actor, execution, message, self.worker_id, context.state, context.configs
+            ),
             message=message.body if isinstance(message.body, bytes) else message.body.encode(),
             content_type=message.content_type,
             timeout=self.settings.worker.execution_timeout,
