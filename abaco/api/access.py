@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import trio
+
 from abaco.actors.ids import is_valid_id
 from abaco.actors.models import PermissionLevel
 from abaco.api.context import identity, nonce_grant, stores
@@ -107,10 +109,15 @@ async def _own_level(resource_id: str) -> PermissionLevel:
     if caller.is_admin:
         return PermissionLevel.UPDATE
     permissions = stores().permissions
-    return max(
-        await permissions.level(resource_id, caller.user),
-        await permissions.level(resource_id, WORLD_USER),
-    )
+    levels: list[PermissionLevel] = []
+
+    async def level(user: str) -> None:
+        levels.append(await permissions.level(resource_id, user))
+
+    async with trio.open_nursery() as nursery:  # two reads, one wait
+        nursery.start_soon(level, caller.user)
+        nursery.start_soon(level, WORLD_USER)
+    return max(levels)
 
 
 async def level_of(actor: Actor) -> PermissionLevel:
