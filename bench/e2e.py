@@ -37,7 +37,9 @@ Two more rows measure abaco alone, on a platform of their own (``--rows``):
 
 RQ and Celery (:mod:`bench._e2e_baselines`): two RQ worker processes; one Celery worker
 with a prefork pool of two. Every system first runs one warm-up message per worker, not
-counted. The box has two cores and may be shared: compare within one run.
+counted. The box has two cores and may be shared: compare within one run. The goals are
+printed last, each with this run's figure and met or MISSED: throughput above RQ's, and a
+synchronous p50 under 20 ms.
 
 Run::
 
@@ -93,6 +95,8 @@ if TYPE_CHECKING:
 SYSTEMS = ("abaco", "rq", "celery")
 #: The table of the three systems, and abaco's own rows.
 ROWS = ("table", "nonce", "search")
+#: The issue's goal for synchronous messages (the other: throughput above RQ's).
+SYNC_P50_GOAL_MS = 20.0
 Result = TypeVar("Result")
 
 _DATABASES = {"abaco": 1, "rq": 2, "celery": 3, "abaco-rows": 4}
@@ -792,6 +796,22 @@ def _ratios(abaco: Row, other: Row) -> str:
     )
 
 
+def _verdicts(rows: dict[str, Row]) -> list[str]:
+    """The issue's goals, each with what this run measured: met or MISSED."""
+    abaco = rows["abaco"]
+    lines = []
+    if "rq" in rows:
+        ratio = abaco.rate / rows["rq"].rate
+        lines.append(
+            f"goal: throughput above RQ's: {ratio:.2f}x RQ ({'met' if ratio > 1 else 'MISSED'})"
+        )
+    lines.append(
+        f"goal: synchronous p50 under {SYNC_P50_GOAL_MS:g} ms: {abaco.p50:.1f} ms "
+        f"({'met' if abaco.p50 < SYNC_P50_GOAL_MS else 'MISSED'})"
+    )
+    return lines
+
+
 def _run(system: str, valkey: EmbeddedValkey, scratch: Path, options: Options) -> Figures:
     base = f"redis://{valkey.host}:{valkey.port}/{_DATABASES[system]}"
     if system == "abaco":
@@ -916,6 +936,9 @@ def main() -> None:
         for other in ("rq", "celery"):
             if other in rows:
                 print(_ratios(rows["abaco"], rows[other]))
+        print()
+        for line in _verdicts(rows):
+            print(line)
 
 
 if __name__ == "__main__":
