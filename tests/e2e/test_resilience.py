@@ -155,7 +155,9 @@ async def test_an_actor_whose_module_does_not_import_goes_to_error_until_updated
     # No crash loop: once the failed worker is reaped, an actor in ERROR gets no new
     # workers (before, it got one every health pass).
     with trio.fail_after(10):
-        while await workers(http, actor["id"]):
+        while True:
+            if not await workers(http, actor["id"]):
+                break
             await trio.sleep(0.1)
     for _ in range(10):
         assert await workers(http, actor["id"]) == []
