@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
@@ -63,9 +63,12 @@ class RecordStore(Generic[R]):
         id_field: str = "id",
         parent_field: str | None = None,
         parent_kind: str = "",
+        companions: Sequence[str] = (),
         cas_retries: int = 100,
     ) -> None:
         self._redis = redis
+        # Keys <namespace>:<companion>:<id> that belong to a record and go with it.
+        self._companions = [f"{namespace}:{companion}:" for companion in companions]
         self._cls = cls
         self._converter = converter
         self._id_field = id_field
@@ -284,9 +287,10 @@ class RecordStore(Generic[R]):
         return value
 
     async def delete(self, record_id: str) -> bool:
-        """Delete a record; returns whether it existed."""
+        """Delete a record and its companion keys; returns whether the record existed."""
+        companions = [prefix + record_id for prefix in self._companions]
         deleted = await self._redis.script("record_delete")(
-            [self.key(record_id), self._index],
+            [self.key(record_id), self._index, *companions],
             [record_id, self._parent_prefix, self._parent_suffix],
         )
         return bool(deleted)

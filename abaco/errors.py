@@ -16,6 +16,7 @@ never have to catch a third-party exception::
     │   └── WireError               a frame could not be decoded (size, depth, form)
     ├── StoreError
     │   ├── StoreUnavailable        the Redis/Valkey server cannot be reached
+    │   ├── StreamGone              a stream read with a consumer group was deleted
     │   ├── NotFound                no record with that id
     │   ├── Conflict                the record exists already, or a compare-and-set lost
     │   └── SchemaError             a stored record is of a newer schema than this code
@@ -74,6 +75,10 @@ class StoreError(AbacoError):
 
 class StoreUnavailable(StoreError):
     """The Redis/Valkey server cannot be reached or failed; the cause is chained."""
+
+
+class StreamGone(StoreError):
+    """A stream read through a consumer group is gone (deleted before or during the read)."""
 
 
 class NotFound(StoreError):

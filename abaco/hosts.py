@@ -66,13 +66,19 @@ def platform_namespace(settings: Settings) -> str:
 
 
 def open_hosts(redis: Redis, settings: Settings) -> RecordStore[Host]:
-    """The host registry."""
+    """The host registry.
+
+    A host's record takes its spawner's command queue (:func:`abaco.control.spawner_inbox`)
+    with it when deleted: a dead host's workers are replaced elsewhere, and a spawner
+    that was only paused starts on an empty queue when it registers again.
+    """
     return RecordStore(
         redis,
         namespace=platform_namespace(settings),
         kind="host",
         cls=Host,
         converter=converter,
+        companions=("spawner",),
         cas_retries=settings.stores.cas_retries,
     )
 

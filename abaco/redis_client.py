@@ -23,7 +23,7 @@ import coredis
 import coredis.exceptions
 from coredis.tokens import PureToken
 
-from abaco.errors import StoreError, StoreUnavailable
+from abaco.errors import StoreError, StoreUnavailable, StreamGone
 
 if TYPE_CHECKING:
     import builtins
@@ -78,7 +78,19 @@ def _mapped_errors(what: str) -> Iterator[None]:
     except (coredis.exceptions.ConnectionError, TimeoutError, OSError) as exc:
         raise StoreUnavailable(f"{what}: Redis unreachable: {exc}") from exc
     except coredis.exceptions.RedisError as exc:
-        raise StoreError(f"{what}: {exc}") from exc
+        raise _store_error(what, exc) from exc
+
+
+def _store_error(what: str, exc: coredis.exceptions.RedisError) -> StoreError:
+    text = str(exc)
+    gone = (
+        isinstance(exc, coredis.exceptions.StreamConsumerGroupError)
+        and not isinstance(exc, coredis.exceptions.StreamDuplicateConsumerGroupError)
+    ) or (
+        # In a script, or a blocking read cut short by the key's deletion (UNBLOCKED).
+        "NOGROUP" in text or "stream key no longer exists" in text
+    )
+    return (StreamGone if gone else StoreError)(f"{what}: {text}")
 
 
 def _url_for_display(url: str) -> str:

@@ -7,6 +7,8 @@ Keyspace (``P`` is ``[redis] key_prefix``, ``T`` the tenant; ids never contain `
     P:T:worker:ID                     hash    one Worker
     P:T:worker:_ids                   zset    every worker id
     P:T:actor:ACTOR:worker:_ids       zset    the workers of one actor
+    P:T:worker-control:ID             stream  a worker's commands (a queue channel); deleted
+                                              with the worker's record
     P:T:execution:ID                  hash    one Execution
     P:T:execution:_ids                zset    every execution id
     P:T:actor:ACTOR:execution:_ids    zset    the executions of one actor
@@ -289,7 +291,7 @@ class Stores:
         namespace = f"{_check_name('key prefix', settings.redis.key_prefix)}:{tenant}"
         retries = settings.stores.cas_retries
 
-        def records(kind: str, record_cls: type[attrs.AttrsInstance], **kw: str) -> RecordStore:  # type: ignore[type-arg]
+        def records(kind: str, record_cls: type[attrs.AttrsInstance], **kw: Any) -> RecordStore:  # type: ignore[type-arg]
             return RecordStore(
                 redis,
                 namespace=namespace,
@@ -303,7 +305,14 @@ class Stores:
         return cls(
             tenant=tenant,
             actors=records("actor", Actor),
-            workers=records("worker", Worker, parent_field="actor_id", parent_kind="actor"),
+            # A worker's control queue (abaco.actors.mailbox.control_of) goes with it.
+            workers=records(
+                "worker",
+                Worker,
+                parent_field="actor_id",
+                parent_kind="actor",
+                companions=("worker-control",),
+            ),
             executions=records(
                 "execution", Execution, parent_field="actor_id", parent_kind="actor"
             ),

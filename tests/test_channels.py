@@ -534,3 +534,21 @@ async def test_get_many_takes_what_is_waiting_in_one_go(hub, transport):
         assert len(first) == 4  # one round trip for the three after the first
     await hub.ack_many(first + rest)
     assert await queue.length() == 0
+
+
+async def test_a_redis_queue_deleted_under_its_consumer_starts_again_empty(redis):
+    # The platform retires the control queues of workers it forgot by deleting them; a
+    # consumer still reading (a paused worker) must go on, not fail.
+    async with open_hub(redis, visibility=VISIBILITY, lease=1.0) as hub:
+        queue = hub.open_queue(transport=Transport.REDIS)
+        await queue.put("before")
+        await (await queue.get(timeout=1)).ack()
+        await redis.delete(queue.address)  # between two reads
+        await queue.put("after")
+        assert (await queue.get(timeout=1)).message == "after"
+        async with trio.open_nursery() as nursery:  # during a blocking read
+            nursery.start_soon(redis.delete, queue.address)
+            with pytest.raises(ChannelTimeout):
+                await queue.get(timeout=0.3)
+        await queue.put("again")
+        assert (await queue.get(timeout=1)).message == "again"

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from abaco.actors.ids import new_id
+from abaco.actors.mailbox import control_of
 from abaco.actors.models import Actor, utcnow
 from abaco.actors.states import WorkerStatus
 from abaco.channels import open_hub
@@ -194,11 +195,22 @@ async def test_with_no_fitting_host_the_request_waits_until_one_appears(
     await wait_empty(inbox)
 
 
-async def test_a_worker_stopped_before_placement_is_deleted(scheduler, stores, hub, fast):
+async def test_a_worker_stopped_before_placement_is_deleted(scheduler, stores, hub, fast, redis):
     actor = await new_actor(stores)
     [worker] = await request_workers(stores, hub, fast.redis.key_prefix, actor, 1)
     await stop_worker(stores, hub, fast.redis.key_prefix, worker.id, reason="not needed")
     await wait_gone(stores, worker.id)
+    # The stop command it never read goes with it (one key per worker ever asked for).
+    control = control_of(hub, fast.redis.key_prefix, stores.tenant, worker.id)
+    assert not await redis.exists(control.address)
+
+
+async def test_a_deleted_host_takes_its_spawner_queue_with_it(hub, hosts, fast, redis):
+    await hosts.put(host("gone"))
+    inbox = spawner_inbox(hub, fast.redis.key_prefix, "gone")
+    await inbox.put({"kind": "never read"})
+    assert await hosts.delete("gone") is True
+    assert not await redis.exists(inbox.address)
 
 
 async def test_a_worker_of_a_deleted_actor_is_deleted(scheduler, stores, hub, hosts, fast):

@@ -7,8 +7,10 @@ import pytest
 import trio
 
 from abaco.actors.ids import new_id
+from abaco.actors.mailbox import control_of
 from abaco.actors.models import Actor, Alias, Execution, PermissionLevel, Worker
 from abaco.actors.states import ActorStatus, ExecutionStatus
+from abaco.channels import open_hub
 from abaco.errors import BadRequest, Conflict, NotFound, SchemaError
 from abaco.stores import Stores
 
@@ -91,6 +93,20 @@ async def test_delete_removes_the_record_and_its_index_entries(stores: Stores):
     assert await stores.executions.count() == 0
     assert await stores.executions.count(parent="a1") == 0
     assert not await stores.executions.exists(execution.id)
+
+
+async def test_a_deleted_worker_takes_its_control_queue_with_it(redis, settings, stores: Stores):
+    worker = Worker(id=new_id(), actor_id="a1", tenant=stores.tenant)
+    await stores.workers.put(worker)
+    async with open_hub(redis) as hub:
+        control = control_of(hub, settings.redis.key_prefix, stores.tenant, worker.id)
+        await control.put({"kind": "stop"})
+        assert await redis.exists(control.address)
+        assert await stores.workers.delete(worker.id) is True
+        assert not await redis.exists(control.address)
+        # A worker still reading it (paused while it was deleted) goes on, from empty.
+        await control.put({"kind": "late"})
+        assert (await control.get(timeout=1)).message == {"kind": "late"}
 
 
 async def test_list_pages_through_every_record_in_id_order(stores: Stores):

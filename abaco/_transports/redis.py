@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed, StoreError
+from abaco.errors import (
+    Aborted,
+    ChannelTimeout,
+    DestinationUnavailable,
+    SendFailed,
+    StoreError,
+    StreamGone,
+)
 
 if TYPE_CHECKING:
     from abaco.redis_client import Redis
@@ -78,9 +85,19 @@ class RedisTransport:
         """Take one delivery (id, frame), waiting up to ``timeout`` seconds (None: forever).
 
         A cancelled wait loses nothing: whatever the server handed over meanwhile is
-        still pending for this consumer and comes back on the next take.
+        still pending for this consumer and comes back on the next take. A queue whose
+        stream was deleted meanwhile (the platform retires the channels of workers and
+        hosts it forgot) starts again empty.
         """
         await self._ensure_group(address)
+        try:
+            return await self._take(address, timeout)
+        except StreamGone:
+            self._groups.discard(address)
+        await self._ensure_group(address)
+        return await self._take(address, timeout)
+
+    async def _take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
         deadline = trio.current_time() + timeout if timeout is not None else float("inf")
         while True:
             if self._full_take_due(address):
