@@ -775,8 +775,22 @@ async def run_worker(
                     await _mark_failed(stores, worker_id)
                 else:
                     await _mark_stopped(stores, worker_id)
+                await _retire_orphaned_mailbox(stores, redis, actor_id, mailbox)
             nursery.cancel_scope.cancel()
         _log.info("worker.stopped")
+
+
+async def _retire_orphaned_mailbox(
+    stores: Stores, redis: Redis, actor_id: str, mailbox: QueueChannel
+) -> None:
+    """Delete the mailbox of a deleted actor, as the last of its workers stops.
+
+    Deleting the actor purged it and asked its workers to stop; each one deletes it as it
+    goes (one still reading starts it again, empty, and deletes it in turn), so no key
+    is left behind per deleted actor.
+    """
+    if not await stores.actors.exists(actor_id):
+        await redis.delete(mailbox.address)
 
 
 async def _stop_on_signal(process: WorkerProcess, signals: AsyncIterator[int]) -> None:

@@ -201,6 +201,22 @@ async def test_a_stopped_worker_finishes_and_says_so(
     assert (await stores.workers.get(worker_id)).status is WorkerStatus.SHUTTING_DOWN
 
 
+async def test_the_last_worker_of_a_deleted_actor_deletes_its_mailbox(
+    redis, stores, mailbox, actor, worker_settings, tmp_path
+):
+    bundle = _bundle(tmp_path)
+    async with trio.open_nursery() as nursery:
+        process = await start_worker(nursery, worker_settings, redis, actor, bundle)
+        await submit(stores, mailbox, actor_id=actor.id, body="hello")
+        process.stopping.set()
+    assert await redis.exists(mailbox.address)  # the actor lives: its mailbox stays
+    async with trio.open_nursery() as nursery:
+        process = await start_worker(nursery, worker_settings, redis, actor, bundle)
+        await stores.actors.delete(actor.id)
+        process.stopping.set()
+    assert not await redis.exists(mailbox.address)
+
+
 async def test_a_worker_killed_mid_execution_loses_no_message(
     redis, stores, mailbox, actor, worker_settings, tmp_path
 ):
