@@ -130,13 +130,9 @@ class Broker:
     async def _answer_forever(self) -> None:
         socket = self._socket
         while True:
-            burst = [await socket.recv_multipart()]
-            # What else has come already is handled before the next checkpoint: one trip
+            # What has come already is handled before the next checkpoint: one trip
             # through trio's scheduler per burst instead of one per message.
-            with contextlib.suppress(trio.WouldBlock):
-                while len(burst) < _BURST:
-                    burst.append(socket.recv_multipart_nowait())
-            for frames in burst:
+            for frames in await socket.recv_multipart_many(_BURST):
                 if len(frames) < 2:
                     _log.warning("zmq.bad_request", frames=len(frames))
                     continue

@@ -102,12 +102,8 @@ class _Peer:
         # Closing the socket is how a hub stops its peers.
         with contextlib.suppress(trio.ClosedResourceError):
             while True:
-                burst = [await self.socket.recv_multipart()]
-                # The rest of a burst before the next checkpoint, like the broker.
-                with contextlib.suppress(trio.WouldBlock):
-                    while len(burst) < _BURST:
-                        burst.append(self.socket.recv_multipart_nowait())
-                for header, *payload in burst:
+                # A burst per checkpoint, like the broker.
+                for header, *payload in await self.socket.recv_multipart_many(_BURST):
                     words = header.split(b" ")
                     if len(words) < 2:
                         _log.warning("zmq.bad_answer", header=header[:80])
