@@ -572,3 +572,14 @@ async def test_cancelling_pending_batch_gets_of_another_hub_never_loses_a_messag
             nursery.start_soon(consume_with_cancels)
     assert set(received) == set(range(total))
     assert len(received) - total <= total // 10
+
+
+async def test_a_malformed_zmq_batch_is_refused_and_the_owner_goes_on(redis):
+    async with open_hub(redis) as owner, open_hub(redis) as user:
+        queue = owner.open_queue(transport=Transport.ZMQ)
+        transport = user.transport(queue)
+        for pack in (b"\xc1", b"\x92\x01\x02", b"\x91\xa3str"):  # no msgpack; ints; a str
+            answer = await transport.call(queue.address, b"putm", payload=[pack])
+            assert answer == [b"bad"]
+        await user.bind(queue).put_many(["still", "fine"])
+        assert [d.message for d in await queue.get_many(2, timeout=5)] == ["still", "fine"]

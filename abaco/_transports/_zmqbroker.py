@@ -9,9 +9,13 @@ are payload (messages, topics, member names)::
     request  [b"OP RID CHANNEL WORD...", *payload]
     answer   [b"STATUS RID WORD...", *payload]      status: ok msg timeout gone lost none bad
     confirm  [b"okto RID"]                          every pipelined request up to RID is done
+    batch    [b"putm RID CHANNEL", pack_frames(frames)]
+    taken    [b"msg RID DELIVERY", frame]  or, several,  [b"msg RID DELIVERY...", pack]
     push     [b"push SUBSCRIPTION", topic, frame]    (topics and membership events)
 
-One header frame instead of a frame per field: each frame is one more call into libzmq.
+One header frame instead of a frame per field, and a batch of messages packed into one
+frame: each frame is one more call into libzmq (about a microsecond and a half here), a
+msgpack array of a hundred frames about two.
 
 Puts, publishes and replies are pipelined: the sender does not wait for their answer, and
 the broker confirms them in bulk (``okto``), a few milliseconds later or every
@@ -30,6 +34,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 import attrs
+import msgpack  # type: ignore[import-untyped]
 import structlog
 import trio
 import zmq
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
 
     from abaco._transports._zmqsocket import ZmqSocket
 
-__all__ = ["LOCAL", "Broker"]
+__all__ = ["LOCAL", "Broker", "pack_frames", "unpack_frames"]
 
 #: The identity of the owning hub itself (a ROUTER identity is never empty).
 LOCAL = b""
@@ -52,6 +57,24 @@ _CONFIRM_BATCH = 250
 _BURST = 64
 
 _log = structlog.get_logger(__name__)
+
+
+def pack_frames(frames: Sequence[bytes]) -> bytes:
+    """Several frames as one: a msgpack array of binaries."""
+    return msgpack.packb(frames, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_frames(data: bytes) -> list[bytes]:
+    """The frames :func:`pack_frames` packed; ValueError when ``data`` is not such a pack."""
+    try:
+        frames = msgpack.unpackb(data, raw=False)
+    except ValueError:
+        raise
+    except Exception as exc:  # msgpack may raise anything on bad input
+        raise ValueError(f"malformed frame pack: {exc}") from exc
+    if type(frames) is not list or any(type(f) is not bytes for f in frames):
+        raise ValueError("malformed frame pack: not an array of binaries")
+    return frames
 
 
 @attrs.define
@@ -247,8 +270,8 @@ class Broker:
         await self.put(channel, (frame,))
         await self._confirm(identity, rid)
 
-    async def _op_putm(self, identity: bytes, rid: bytes, channel: bytes, *frames: bytes) -> None:
-        await self.put(channel, frames)
+    async def _op_putm(self, identity: bytes, rid: bytes, channel: bytes, pack: bytes) -> None:
+        await self.put(channel, unpack_frames(pack))
         await self._confirm(identity, rid)
 
     async def _op_post(self, identity: bytes, rid: bytes, channel: bytes, frame: bytes) -> None:
@@ -291,7 +314,8 @@ class Broker:
                 queue.in_flight[delivery_id] = _InFlight(frame, take.consumer, deadline)
                 ids.append(delivery_id)
                 frames.append(frame)
-            await self._answer(take.identity, b"msg", take.request_id, ids, frames)
+            payload = frames if len(frames) == 1 else [pack_frames(frames)]
+            await self._answer(take.identity, b"msg", take.request_id, ids, payload)
 
     async def _op_settle(
         self,

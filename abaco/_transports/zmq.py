@@ -21,7 +21,7 @@ import structlog
 import trio
 import zmq
 
-from abaco._transports._zmqbroker import LOCAL, Broker
+from abaco._transports._zmqbroker import LOCAL, Broker, pack_frames, unpack_frames
 from abaco._transports._zmqsocket import ZmqSocket, open_zmq_socket
 from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed
 
@@ -156,7 +156,7 @@ class _Peer:
             if status == b"msg" and release:
                 # The take was cancelled after the owner handed these over: give them back.
                 channel_id, consumer = release
-                delivery_ids = values[: len(values) // 2]
+                delivery_ids = values[:-1]
                 await self.request(
                     b"settle", self.next_id(), channel_id, [b"release", consumer, *delivery_ids]
                 )
@@ -315,7 +315,8 @@ class ZmqTransport:
         """Append frames to a queue, in order, in one request per ``_PUT_BATCH`` frames
         (pipelined like :meth:`queue_put`)."""
         for start in range(0, len(frames), _PUT_BATCH):
-            await self._pipelined(address, b"putm", frames[start : start + _PUT_BATCH])
+            pack = pack_frames(frames[start : start + _PUT_BATCH])
+            await self._pipelined(address, b"putm", [pack])
 
     async def _pipelined(
         self, address: str, op: bytes, payload: Sequence[bytes], *, confirm: bool = True
@@ -393,8 +394,9 @@ class ZmqTransport:
         )
         if answer[0] != b"msg":
             raise ChannelTimeout(f"queue {address}: nothing within {timeout} s")
-        half = (len(answer) - 1) // 2
-        return list(zip(answer[1 : 1 + half], answer[1 + half :], strict=True))
+        delivery_ids = answer[1:-1]
+        frames = [answer[-1]] if len(delivery_ids) == 1 else unpack_frames(answer[-1])
+        return list(zip(delivery_ids, frames, strict=True))
 
     async def _settle(self, address: str, action: bytes, delivery_ids: Sequence[bytes]) -> bytes:
         """Settle deliveries this hub holds; one outcome each: 1 done, 0 acknowledged
