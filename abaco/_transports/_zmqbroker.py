@@ -289,9 +289,6 @@ class Broker:
     ) -> None:
         queue = self._queues[channel]
         wait = int(timeout_ms)
-        if wait == 0 and not queue.ready:
-            await self._answer(identity, b"timeout", rid)
-            return
         deadline = trio.current_time() + wait / 1000 if wait >= 0 else float("inf")
         queue.takers.append(_Take(identity, rid, consumer, deadline, max(1, int(count))))
         await self._dispatch(queue)
@@ -436,10 +433,10 @@ class Broker:
     # -- the hub's inbox ----------------------------------------------------------------------
 
     async def _op_reply(self, identity: bytes, rid: bytes, channel: bytes, frame: bytes) -> None:
-        if self.inbox is None:
-            await self._answer(identity, b"none", rid)
-            return
-        self.inbox(frame)
+        if self.inbox is None:  # only before the hub has started: nobody knows it yet
+            _log.warning("zmq.reply_before_inbox")
+        else:
+            self.inbox(frame)
         await self._confirm(identity, rid)
 
     # -- time ---------------------------------------------------------------------------------

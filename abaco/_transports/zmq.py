@@ -141,6 +141,9 @@ class _Peer:
                     self.pushes.pop(key, None)
             return
         if status == b"okto":
+            if not key.isdigit():
+                _log.warning("zmq.bad_answer", status="okto", key=key[:80])
+                return
             done = int(key)
             unconfirmed = self.unconfirmed
             while unconfirmed and unconfirmed[0][0] <= done:
@@ -275,14 +278,16 @@ class ZmqTransport:
         """Send one request to the owner of ``address`` and return its answer
         ``[status, *words, *payload]``."""
         peer, channel_id = await self._reachable_peer(address)
+        await trio.lowlevel.checkpoint_if_cancelled()
         request_id = peer.next_id()
         waiter = peer.expect(request_id)
         try:
             await peer.request(op, request_id, channel_id, words, payload)
             if waiter.answer is not None:
                 # The owner is this hub and answered at once; still a checkpoint, as any
-                # trio operation must be, so other tasks get their turn.
-                await trio.lowlevel.checkpoint()
+                # trio operation must be, so other tasks get their turn, but one that
+                # cannot be cancelled: what was done (a take) must reach the caller.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return waiter.answer
             with trio.move_on_after(self.answer_timeout if wait is None else wait):
                 return await waiter.wait()
@@ -326,8 +331,9 @@ class ZmqTransport:
             # This hub's own broker, called directly; request id 0 is nobody's, so its
             # answer, if any, is dropped.
             assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
             await self.broker.run(LOCAL, op, b"0", channel_id, list(payload))
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # it is done: no Cancelled now
             return
         request_id = peer.next_id()
         if confirm:
@@ -378,9 +384,10 @@ class ZmqTransport:
         if endpoint == self.endpoint:
             # This hub owns the queue: what is there already is taken without a request.
             assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
             taken = self.broker.take_ready(channel_id, self.consumer, count)
             if taken:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()  # taken: no Cancelled now
                 return taken
         wait = float("inf") if timeout is None else timeout
         server_ms = -1 if timeout is None else int(timeout * 1000) + 1000
@@ -404,8 +411,9 @@ class ZmqTransport:
         endpoint, channel_id = _split(address)
         if endpoint == self.endpoint:
             assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
             outcomes = await self.broker.settle(channel_id, action, self.consumer, delivery_ids)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()  # settled: no Cancelled now
             return outcomes
         answer = await self.call(address, b"settle", action, self.consumer, *delivery_ids)
         return answer[1] if len(answer) > 1 else b""
