@@ -43,16 +43,18 @@ interpreter, event loop and hub; the orchestrating process only reads their resu
    request of the requester's and the replier's process.
 
 Goals printed with the figures: library throughput at most 2x slower than raw; 0MQ round
-trip p50 under 150 us; Redis round trip p50 under 1 ms. A consumer that gets nothing for
-5 s stops and its row says how many messages were lost.
+trip p50 under 150 us; Redis round trip p50 under 1 ms. Every raw row carries its own
+verdict (library msgs/s over that row's), so a 0MQ queue is judged both against the
+no-semantics floor and against the broker doing the same work. A consumer that gets
+nothing for 5 s stops and its row says how many messages were lost.
 
 ``--profile TRANSPORT-KIND`` (e.g. ``redis-queue``) runs only that library throughput case
 with the consumer under cProfile and prints its top costs.
 
 Run from the repository root::
 
-    .venv/bin/python bench/channels.py            # n = 20,000, 2,000 requests; ~1.5 min
-    .venv/bin/python bench/channels.py --quick    # n = 2,000, 300 requests; ~25 s
+    .venv/bin/python bench/channels.py            # n = 20,000, 2,000 requests; ~2 min
+    .venv/bin/python bench/channels.py --quick    # n = 2,000, 300 requests; ~35 s
     .venv/bin/python bench/channels.py --profile zmq-queue --n 10000
 """
 
