@@ -9,6 +9,7 @@ received inside a message works at once.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,26 @@ __all__ = ["Hub", "open_hub"]
 _log = structlog.get_logger(__name__)
 
 
+class _AnswerSlot:
+    """Where the answer to one request lands (the first one, if several come)."""
+
+    __slots__ = ("_event", "answer")
+
+    def __init__(self) -> None:
+        self.answer: dict[str, Any] | None = None
+        self._event = trio.Event()
+
+    def set(self, answer: dict[str, Any]) -> None:
+        if self.answer is None:
+            self.answer = answer
+            self._event.set()
+
+    async def wait(self) -> dict[str, Any]:
+        await self._event.wait()
+        assert self.answer is not None
+        return self.answer
+
+
 class Hub:
     """The channel machinery of one process. Make one with :func:`open_hub`."""
 
@@ -83,7 +104,8 @@ class Hub:
         self._zmq: ZmqTransport | None = None
         self._closed = False
         self._counters: dict[Channel, Counters] = {}
-        self._waiting: dict[str, trio.MemorySendChannel[Any]] = {}
+        self._waiting: dict[str, _AnswerSlot] = {}
+        self._correlation_ids = itertools.count(1)
         self._inboxes: dict[Transport, ReplyChannel] = {}
         if redis is not None:
             address = f"{namespace}:ch:reply:{self.id}"
@@ -227,16 +249,20 @@ class Hub:
         self, channel: QueueChannel, count: int, timeout: float | None
     ) -> list[Delivery]:
         """Wait for one delivery like :meth:`queue_get`, then take up to ``count`` in all
-        of what is already there, without waiting more (bad frames are dropped)."""
-        first = await self.queue_get(channel, timeout)
+        of what is already there, without waiting more (bad frames are dropped; if all
+        of them were bad, the first one's WireError is raised)."""
         transport = self.transport(channel)
-        batch = [first]
-        for delivery_id, frame in await transport.queue_take_more(channel.address, count - 1):
+        batch: list[Delivery] = []
+        bad: WireError | None = None
+        for delivery_id, frame in await transport.queue_take_many(channel.address, count, timeout):
             try:
                 batch.append(Delivery(self.receive_frame(channel, frame), channel, delivery_id))
-            except WireError:
+            except WireError as exc:
                 _log.warning("channel.dropped_bad_frame", channel=channel.address)
                 await transport.queue_settle(channel.address, delivery_id, "ack")
+                bad = bad or exc
+        if not batch and bad is not None:
+            raise bad
         return batch
 
     async def settle(self, delivery: Delivery, action: str) -> bool:
@@ -293,9 +319,9 @@ class Hub:
 
     async def request(self, channel: RequestChannel, message: Any, timeout: float) -> Any:
         """Send a request and wait for its answer on this hub's inbox."""
-        correlation_id = new_id()
-        send, receive = trio.open_memory_channel[Any](1)
-        self._waiting[correlation_id] = send
+        # Unique within this hub, which is all it must be: the inbox is this hub's alone.
+        correlation_id = str(next(self._correlation_ids))
+        slot = self._waiting[correlation_id] = _AnswerSlot()
         try:
             request = {"r": self.inbox(channel.transport), "c": correlation_id, "b": message}
             # No need to wait for the owner's ok: its answer, or the timeout, will come.
@@ -303,7 +329,7 @@ class Hub:
                 channel.address, self.send_frame(channel, request), confirm=False
             )
             with trio.move_on_after(timeout):
-                answer = await receive.receive()
+                answer = await slot.wait()
                 if "e" in answer:
                     error = answer["e"]
                     raise RemoteError(
@@ -316,8 +342,6 @@ class Hub:
             raise ChannelTimeout(f"{channel.address}: no answer within {timeout} s")
         finally:
             del self._waiting[correlation_id]
-            send.close()
-            receive.close()
 
     async def next_request(self, channel: RequestChannel, timeout: float | None) -> Request:
         """Take the next request from a request channel."""
@@ -362,8 +386,7 @@ class Hub:
             return
         waiting = self._waiting.get(str(answer.get("c"))) if isinstance(answer, dict) else None
         if waiting is not None:
-            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                waiting.send_nowait(answer)
+            waiting.set(answer)
 
     async def _serve_redis_inbox(self, task_status: trio.TaskStatus[None]) -> None:
         transport = self._require_redis()

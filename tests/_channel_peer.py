@@ -4,6 +4,8 @@
 Modes (all print one line per event and flush, so the test can follow along):
 - ``take URL ADDRESS``: take one queue message without acknowledging it, print
   ``TAKEN <message>``, then hang until killed.
+- ``take-many URL ADDRESS N``: take N queue messages with ``get_many`` without acknowledging
+  them, print ``TAKEN <m1>,<m2>,...``, then hang until killed.
 - ``consume URL ADDRESS N``: take and acknowledge N messages through the blocking facade,
   print ``GOT <message>`` for each.
 - ``produce URL ADDRESS N``: put the numbers 0..N-1 through the blocking facade.
@@ -34,6 +36,16 @@ async def _take(url: str, address: str) -> None:
         await trio.sleep_forever()
 
 
+async def _take_many(url: str, address: str, count: int) -> None:
+    async with open_redis(url) as redis, open_hub(redis, visibility=VISIBILITY) as hub:
+        queue = hub.bind(QueueChannel(_transport(address), address))
+        taken = []
+        while len(taken) < count:
+            taken += await queue.get_many(count - len(taken), timeout=10)
+        print("TAKEN " + ",".join(str(d.message) for d in taken), flush=True)
+        await trio.sleep_forever()
+
+
 async def _serve(url: str, address: str, count: int) -> None:
     async with open_redis(url) as redis, open_hub(redis, visibility=VISIBILITY) as hub:
         service = hub.bind(RequestChannel(_transport(address), address))
@@ -47,6 +59,8 @@ def main() -> None:
     mode, url, address, *rest = sys.argv[1:]
     if mode == "take":
         trio.run(_take, url, address)
+    elif mode == "take-many":
+        trio.run(_take_many, url, address, int(rest[0]))
     elif mode == "serve":
         trio.run(_serve, url, address, int(rest[0]))
     else:

@@ -60,6 +60,31 @@ async def test_a_message_taken_by_a_consumer_killed_with_sigkill_goes_to_another
     assert peer.returncode == -signal.SIGKILL
 
 
+async def test_a_batch_held_by_a_consumer_killed_with_sigkill_is_delivered_again(redis, transport):
+    async with open_hub(redis, visibility=0.3) as hub:
+        queue = hub.open_queue(transport=transport)
+        await queue.put_many(list(range(20)))
+        peer = await _peer("take-many", redis.url, queue.address, "20")
+        try:
+            with trio.fail_after(20):
+                assert await _read_line(peer) == "TAKEN " + ",".join(map(str, range(20)))
+            peer.send_signal(signal.SIGKILL)
+            await peer.wait()
+            again: set[int] = set()
+            while len(again) < 20:
+                batch = await queue.get_many(20, timeout=10)
+                again.update(d.message for d in batch)
+                await hub.ack_many(batch)
+            assert again == set(range(20))
+            assert await queue.length() == 0
+        finally:
+            peer.kill()
+            await peer.wait()
+            if peer.stdout:
+                await peer.stdout.aclose()
+    assert peer.returncode == -signal.SIGKILL
+
+
 async def test_producer_and_consumer_processes_pass_every_message(redis, transport):
     async with open_hub(redis) as hub:
         queue = hub.open_queue(transport=transport)

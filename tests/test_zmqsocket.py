@@ -161,6 +161,41 @@ async def test_cancelled_recv_loses_no_message(context, endpoint):
     assert cancels > 100
 
 
+async def test_recv_many_takes_what_is_queued_up_to_its_limit(context, endpoint):
+    pull, push = pair(context, endpoint, zmq.PULL, zmq.PUSH)
+    with pull, push, trio.fail_after(10):
+        for i in range(5):
+            await push.send_multipart([b"%d" % i, b"x"])
+        got: list[list[bytes]] = []
+        while len(got) < 3:  # the five may still be on their way
+            got += await pull.recv_multipart_many(3 - len(got))
+        assert got == [[b"0", b"x"], [b"1", b"x"], [b"2", b"x"]]
+        while len(got) < 5:
+            got += await pull.recv_multipart_many(10)
+        assert [m[0] for m in got] == [b"%d" % i for i in range(5)]
+
+
+async def test_cancelled_recv_many_loses_no_message(context, endpoint):
+    pull, push = pair(context, endpoint, zmq.PULL, zmq.PUSH)
+    total = 2_000
+    got: list[int] = []
+
+    async def produce():
+        for i in range(total):
+            await push.send_multipart([b"%d" % i])
+            if i % 7 == 0:
+                await trio.sleep(0.0002)
+
+    with pull, push, trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            rng = random.Random(2)
+            while len(got) < total:
+                with trio.move_on_at(trio.current_time() + rng.choice([-1, 0, 1e-5, 1e-3])):
+                    got.extend(int(body) for [body] in await pull.recv_multipart_many(16))
+    assert got == list(range(total))
+
+
 async def test_cancelled_send_sends_nothing(context):
     """A PUSH with no peer cannot send: a cancelled send leaves nothing behind."""
     with open_zmq_socket(context, zmq.PUSH) as push:

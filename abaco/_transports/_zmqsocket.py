@@ -27,9 +27,16 @@ _T = TypeVar("_T")
 
 # pyzmq's flags are enums; plain ints skip an enum construction per call on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+# pyzmq's backend calls, under its Python layer: that layer's send_multipart costs about
+# 3 us for two frames here, these 0.4 (recv_multipart 2.1, these 1.8). Frames are bytes.
+_send = zmq.backend.Socket.send
+_recv = zmq.backend.Socket.recv
+_get = zmq.backend.Socket.get
 _Ts = TypeVarTuple("_Ts")
 
 
@@ -83,8 +90,13 @@ class ZmqSocket:
         if not frames:
             raise ValueError("a zmq message has at least one frame")
         self._check_open()
+        socket = self._socket
         try:
-            self._socket.send_multipart(frames, _NOBLOCK)
+            # Only the first frame can meet the high-water mark: libzmq queues a message
+            # whole or not at all, so a refused first frame leaves nothing half-sent.
+            for frame in frames[:-1]:
+                _send(socket, frame, _SNDMORE_NOBLOCK)
+            _send(socket, frames[-1], _NOBLOCK)
         except zmq.Again:
             raise trio.WouldBlock from None
         finally:
@@ -94,11 +106,19 @@ class ZmqSocket:
         """Take one waiting message, or raise `trio.WouldBlock`."""
         self._check_open()
         try:
-            return self._socket.recv_multipart(_NOBLOCK)
+            return self._recv_message()
         except zmq.Again:
             raise trio.WouldBlock from None
         finally:
             self._touched()
+
+    def _recv_message(self) -> list[bytes]:
+        """One whole message, without waiting (zmq.Again when none is there)."""
+        socket = self._socket
+        frames = [_recv(socket, _NOBLOCK)]
+        while _get(socket, _RCVMORE):
+            frames.append(_recv(socket, _NOBLOCK))
+        return frames
 
     async def send_multipart(self, frames: Sequence[bytes]) -> None:
         """Send one message of ``frames``, waiting while the socket is at its high-water mark.
@@ -110,6 +130,37 @@ class ZmqSocket:
     async def recv_multipart(self) -> list[bytes]:
         """Receive one message as its list of frames. Cancelled, it leaves the message queued."""
         return await self._retry(_POLLIN, self.recv_multipart_nowait)
+
+    async def recv_multipart_many(self, limit: int) -> list[list[bytes]]:
+        """Receive one message, waiting for it, and up to ``limit - 1`` more already queued.
+
+        One checkpoint for the lot, and EVENTS rather than a failed receive says when
+        nothing is left (a failed receive costs an exception, several times the check).
+        Cancelled, it leaves every message queued.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        slept = False
+        while True:
+            slept = await self._wait_for(_POLLIN) or slept
+            self._check_open()
+            messages: list[list[bytes]] = []
+            socket = self._socket
+            try:
+                while len(messages) < limit:
+                    messages.append(self._recv_message())
+                    if not _get(socket, _EVENTS) & _POLLIN:  # type: ignore[operator]
+                        break
+            except zmq.Again:
+                pass
+            finally:
+                self._touched()
+            if messages:
+                if not slept:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return messages
+            # EVENTS said ready, yet nothing came: let the others run before looking again.
+            await trio.lowlevel.checkpoint()
+            slept = True
 
     def close(self, linger: int = 0) -> None:
         """Close at once (idempotent); tasks waiting on it get `trio.ClosedResourceError`.
@@ -150,7 +201,7 @@ class ZmqSocket:
 
     def _events(self) -> int:
         """Read EVENTS, kicking the watcher if any waiting task can now go on."""
-        events: int = self._socket.getsockopt(_EVENTS)  # type: ignore[assignment]
+        events: int = _get(self._socket, _EVENTS)  # type: ignore[assignment]
         if self._watcher is not None and (
             (self._wanted[_POLLIN] and events & _POLLIN)
             or (self._wanted[_POLLOUT] and events & _POLLOUT)

@@ -122,7 +122,15 @@ class RedisTransport:
                 entry_id, fields = entries[0]
                 return entry_id, fields[b"m"]
 
-    async def queue_take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
+    async def queue_take_many(
+        self, address: str, count: int, timeout: float | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Wait like :meth:`queue_take` for one delivery, then take up to ``count`` in all
+        of the new ones already there (one more round trip)."""
+        first = await self.queue_take(address, timeout)
+        return [first, *await self._take_more(address, count - 1)]
+
+    async def _take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
         """Up to ``count`` more new deliveries without waiting (after a take, for batches)."""
         # COUNT 0 would mean no limit at all to the server.
         if count < 1 or self._full_take_due(address):

@@ -21,12 +21,12 @@ import structlog
 import trio
 import zmq
 
-from abaco._transports._zmqbroker import LOCAL, Broker
+from abaco._transports._zmqbroker import LOCAL, Broker, pack_frames, unpack_frames
 from abaco._transports._zmqsocket import ZmqSocket, open_zmq_socket
 from abaco.errors import Aborted, ChannelTimeout, DestinationUnavailable, SendFailed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
 __all__ = ["ZmqFollow", "ZmqTransport", "ipc_endpoint", "open_zmq_transport"]
@@ -35,6 +35,10 @@ _log = structlog.get_logger(__name__)
 
 # Pipelined sends a peer may have outstanding before a send waits for confirmations.
 _WINDOW = 1000
+# The most messages one put_many request carries (larger batches go as several).
+_PUT_BATCH = 1000
+# The most answers a peer reads between two checkpoints.
+_BURST = 64
 
 
 def _split(address: str) -> tuple[str, bytes]:
@@ -84,32 +88,48 @@ class _Peer:
         self._ids = itertools.count(1)
         self._waiting: dict[bytes, _Waiter] = {}
         self.pushes: dict[bytes, trio.MemorySendChannel[tuple[str, bytes]]] = {}
-        # Requests given up on; for a take, what to hand back if a message still comes.
+        # Requests given up on; for a take, what to hand back if messages still come.
         self.abandoned: dict[bytes, list[bytes]] = {}
-        # Pipelined sends not yet confirmed by the broker, oldest first, with when sent.
-        self.unconfirmed: collections.deque[tuple[_Waiter, float]] = collections.deque()
+        # Pipelined requests not yet confirmed by the broker, oldest first: (id, when sent).
+        self.unconfirmed: collections.deque[tuple[int, float]] = collections.deque()
+        self.confirmed = trio.Event()  # set (and replaced) whenever confirmations come
 
-    def next_id(self) -> bytes:
-        return str(next(self._ids)).encode()
+    def next_id(self) -> int:
+        return next(self._ids)
 
     async def read_forever(self) -> None:
         assert self.socket is not None
         # Closing the socket is how a hub stops its peers.
         with contextlib.suppress(trio.ClosedResourceError):
             while True:
-                await self.deliver(await self.socket.recv_multipart())
+                # A burst per checkpoint, like the broker.
+                for header, *payload in await self.socket.recv_multipart_many(_BURST):
+                    words = header.split(b" ")
+                    if len(words) < 2:
+                        _log.warning("zmq.bad_answer", header=header[:80])
+                        continue
+                    status, key, *args = words
+                    await self.deliver(status, key, [*args, *payload])
 
-    async def request(self, frames: list[bytes]) -> None:
-        """Send ``[op, request id, channel id, *args]`` to the broker."""
+    async def request(
+        self,
+        op: bytes,
+        request_id: int,
+        channel_id: bytes,
+        words: Sequence[bytes] = (),
+        payload: Sequence[bytes] = (),
+    ) -> None:
+        """Send ``op`` with its header ``words`` and its ``payload`` frames to the broker."""
+        rid = b"%d" % request_id
         if self.socket is None:
             assert self.broker is not None
-            await self.broker.handle([LOCAL, *frames])
+            await self.broker.run(LOCAL, op, rid, channel_id, [*words, *payload])
         else:
-            await self.socket.send_multipart(frames)
+            header = b" ".join((op, rid, channel_id, *words))
+            await self.socket.send_multipart([header, *payload])
 
-    async def deliver(self, frames: list[bytes]) -> None:
-        """Hand an answer or a push from the broker to whoever waits for it."""
-        status, key, *values = frames
+    async def deliver(self, status: bytes, key: bytes, values: list[bytes]) -> None:
+        """Hand an answer, a confirmation or a push from the broker to whoever waits for it."""
         if status == b"push":
             follower = self.pushes.get(key)
             if follower is not None:
@@ -120,27 +140,40 @@ class _Peer:
                 except trio.BrokenResourceError:
                     self.pushes.pop(key, None)
             return
+        if status == b"okto":
+            if not key.isdigit():
+                _log.warning("zmq.bad_answer", status="okto", key=key[:80])
+                return
+            done = int(key)
+            unconfirmed = self.unconfirmed
+            while unconfirmed and unconfirmed[0][0] <= done:
+                unconfirmed.popleft()
+            self.confirmed.set()
+            self.confirmed = trio.Event()
+            return
         waiter = self._waiting.pop(key, None)
         if waiter is not None:
             waiter.set([status, *values])
         elif key in self.abandoned:
             release = self.abandoned.pop(key)
             if status == b"msg" and release:
-                # The take was cancelled after the owner handed this over: give it back.
+                # The take was cancelled after the owner handed these over: give them back.
                 channel_id, consumer = release
+                delivery_ids = values[:-1]
                 await self.request(
-                    [b"settle", self.next_id(), channel_id, b"release", values[0], consumer]
+                    b"settle", self.next_id(), channel_id, [b"release", consumer, *delivery_ids]
                 )
 
-    def expect(self, request_id: bytes) -> _Waiter:
-        waiter = self._waiting[request_id] = _Waiter()
+    def expect(self, request_id: int) -> _Waiter:
+        waiter = self._waiting[b"%d" % request_id] = _Waiter()
         return waiter
 
-    def abandon(self, request_id: bytes, release: list[bytes]) -> bool:
+    def abandon(self, request_id: int, release: list[bytes]) -> bool:
         """Give up on a request; returns whether it was still unanswered."""
-        if self._waiting.pop(request_id, None) is None:
+        key = b"%d" % request_id
+        if self._waiting.pop(key, None) is None:
             return False
-        self.abandoned[request_id] = release
+        self.abandoned[key] = release
         return True
 
 
@@ -226,22 +259,35 @@ class ZmqTransport:
             self._nursery.start_soon(found.read_forever)
         return found
 
-    async def call(
-        self, address: str, op: bytes, *args: bytes, wait: float | None = None
-    ) -> list[bytes]:
-        """Send one request to the owner of ``address`` and return its answer."""
+    async def _reachable_peer(self, address: str) -> tuple[_Peer, bytes]:
+        """The peer to the owner of ``address`` and the channel id; fails fast if it is gone."""
         endpoint, channel_id = _split(address)
         peer = self._peers.get(endpoint) or await self.peer(endpoint)
         if peer.socket is not None and peer.ipc_path and not os.path.exists(peer.ipc_path):  # noqa: ASYNC240
             raise DestinationUnavailable(f"{address}: its owner is gone")
+        return peer, channel_id
+
+    async def call(
+        self,
+        address: str,
+        op: bytes,
+        *words: bytes,
+        payload: Sequence[bytes] = (),
+        wait: float | None = None,
+    ) -> list[bytes]:
+        """Send one request to the owner of ``address`` and return its answer
+        ``[status, *words, *payload]``."""
+        peer, channel_id = await self._reachable_peer(address)
+        await trio.lowlevel.checkpoint_if_cancelled()
         request_id = peer.next_id()
         waiter = peer.expect(request_id)
         try:
-            await peer.request([op, request_id, channel_id, *args])
+            await peer.request(op, request_id, channel_id, words, payload)
             if waiter.answer is not None:
                 # The owner is this hub and answered at once; still a checkpoint, as any
-                # trio operation must be, so other tasks get their turn.
-                await trio.lowlevel.checkpoint()
+                # trio operation must be, so other tasks get their turn, but one that
+                # cannot be cancelled: what was done (a take) must reach the caller.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return waiter.answer
             with trio.move_on_after(self.answer_timeout if wait is None else wait):
                 return await waiter.wait()
@@ -250,7 +296,7 @@ class ZmqTransport:
             release = [channel_id, self.consumer] if is_take else []
             if peer.abandon(request_id, release) and is_take:
                 with trio.CancelScope(shield=True), contextlib.suppress(trio.ClosedResourceError):
-                    await peer.request([b"cancel", peer.next_id(), channel_id, request_id])
+                    await peer.request(b"cancel", peer.next_id(), channel_id, [b"%d" % request_id])
         if wait is not None:
             raise ChannelTimeout(f"{address}: nothing within {wait} s")
         raise DestinationUnavailable(
@@ -268,49 +314,56 @@ class ZmqTransport:
         ``answer_timeout`` is :class:`DestinationUnavailable` on the next put.
         ``confirm=False`` does not even count the frame (requests: their answer counts).
         """
-        await self._pipelined(address, b"put", frame, confirm=confirm)
+        await self._pipelined(address, b"put", [frame], confirm=confirm)
 
     async def queue_put_many(self, address: str, frames: list[bytes]) -> None:
-        """Append frames to a queue, in order (pipelined like :meth:`queue_put`)."""
-        for frame in frames:
-            await self.queue_put(address, frame)
+        """Append frames to a queue, in order, in one request per ``_PUT_BATCH`` frames
+        (pipelined like :meth:`queue_put`)."""
+        for start in range(0, len(frames), _PUT_BATCH):
+            pack = pack_frames(frames[start : start + _PUT_BATCH])
+            await self._pipelined(address, b"putm", [pack])
 
-    async def _pipelined(self, address: str, op: bytes, *args: bytes, confirm: bool) -> None:
-        endpoint, channel_id = _split(address)
-        peer = self._peers.get(endpoint) or await self.peer(endpoint)
+    async def _pipelined(
+        self, address: str, op: bytes, payload: Sequence[bytes], *, confirm: bool = True
+    ) -> None:
+        peer, channel_id = await self._reachable_peer(address)
         if peer.socket is None:
-            await self.call(address, op, *args)  # this hub's own broker: answers at once
+            # This hub's own broker, called directly; request id 0 is nobody's, so its
+            # answer, if any, is dropped.
+            assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await self.broker.run(LOCAL, op, b"0", channel_id, list(payload))
+            await trio.lowlevel.cancel_shielded_checkpoint()  # it is done: no Cancelled now
             return
-        if peer.ipc_path and not os.path.exists(peer.ipc_path):  # noqa: ASYNC240
-            raise DestinationUnavailable(f"{address}: its owner is gone")
         request_id = peer.next_id()
         if confirm:
-            peer.unconfirmed.append((peer.expect(request_id), trio.current_time()))
+            peer.unconfirmed.append((request_id, trio.current_time()))
         elif op == b"put":
             op = b"post"  # no answer wanted
-        await peer.request([op, request_id, channel_id, *args])
-        await self._collect(peer, address, limit=_WINDOW)
+        await peer.request(op, request_id, channel_id, (), payload)
+        if len(peer.unconfirmed) > _WINDOW or (
+            peer.unconfirmed and trio.current_time() - peer.unconfirmed[0][1] > self.answer_timeout
+        ):
+            await self._collect(peer, address, limit=_WINDOW)
 
     async def _collect(self, peer: _Peer, address: str, *, limit: int) -> None:
         """Wait for confirmations until at most ``limit`` are outstanding on ``peer``."""
         unconfirmed = peer.unconfirmed
-        while unconfirmed and unconfirmed[0][0].answer is not None:
-            unconfirmed.popleft()
         while unconfirmed:
-            waiter, sent = unconfirmed[0]
+            request_id, sent = unconfirmed[0]
             overdue = trio.current_time() - sent > self.answer_timeout
             if len(unconfirmed) <= limit and not overdue:
                 return
             with trio.move_on_at(sent + self.answer_timeout):
-                await waiter.wait()
-            if waiter.answer is None:
+                while unconfirmed and unconfirmed[0][0] == request_id:
+                    await peer.confirmed.wait()
+            if unconfirmed and unconfirmed[0][0] == request_id:
                 lost = len(unconfirmed)
                 unconfirmed.clear()
                 raise DestinationUnavailable(
                     f"{address}: its owner confirmed none of the last {lost} messages "
                     f"within {self.answer_timeout} s"
                 )
-            unconfirmed.popleft()
 
     async def flush(self) -> None:
         """Wait for every pipelined message to be confirmed (or its owner to time out)."""
@@ -320,34 +373,70 @@ class ZmqTransport:
 
     async def queue_take(self, address: str, timeout: float | None) -> tuple[bytes, bytes]:
         """Take one delivery (id, frame), waiting up to ``timeout`` (None: forever)."""
+        return (await self.queue_take_many(address, 1, timeout))[0]
+
+    async def queue_take_many(
+        self, address: str, count: int, timeout: float | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Wait up to ``timeout`` (None: forever) for deliveries; take up to ``count`` of
+        them (id, frame) in one round trip."""
+        endpoint, channel_id = _split(address)
+        if endpoint == self.endpoint:
+            # This hub owns the queue: what is there already is taken without a request.
+            assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
+            taken = self.broker.take_ready(channel_id, self.consumer, count)
+            if taken:
+                await trio.lowlevel.cancel_shielded_checkpoint()  # taken: no Cancelled now
+                return taken
         wait = float("inf") if timeout is None else timeout
         server_ms = -1 if timeout is None else int(timeout * 1000) + 1000
         answer = await self.call(
-            address, b"take", str(server_ms).encode(), self.consumer, wait=wait
+            address,
+            b"take",
+            b"%d" % server_ms,
+            self.consumer,
+            b"%d" % max(1, count),
+            wait=wait,
         )
         if answer[0] != b"msg":
             raise ChannelTimeout(f"queue {address}: nothing within {timeout} s")
-        return answer[1], answer[2]
+        delivery_ids = answer[1:-1]
+        frames = [answer[-1]] if len(delivery_ids) == 1 else unpack_frames(answer[-1])
+        return list(zip(delivery_ids, frames, strict=True))
+
+    async def _settle(self, address: str, action: bytes, delivery_ids: Sequence[bytes]) -> bytes:
+        """Settle deliveries this hub holds; one outcome each: 1 done, 0 acknowledged
+        already, - reclaimed by another consumer."""
+        endpoint, channel_id = _split(address)
+        if endpoint == self.endpoint:
+            assert self.broker is not None
+            await trio.lowlevel.checkpoint_if_cancelled()
+            outcomes = await self.broker.settle(channel_id, action, self.consumer, delivery_ids)
+            await trio.lowlevel.cancel_shielded_checkpoint()  # settled: no Cancelled now
+            return outcomes
+        answer = await self.call(address, b"settle", action, self.consumer, *delivery_ids)
+        return answer[1] if len(answer) > 1 else b""
 
     async def queue_settle(self, address: str, delivery_id: bytes, action: str) -> bool:
         """Acknowledge or renew a delivery this hub holds (fenced like the Redis queue)."""
-        status, *_ = await self.call(
-            address, b"settle", action.encode(), delivery_id, self.consumer
-        )
-        if status == b"lost":
+        outcome = await self._settle(address, action.encode(), [delivery_id])
+        if outcome == b"-":
             raise Aborted(f"queue {address}: delivery {delivery_id.decode()} was reclaimed")
-        return status == b"ok"
-
-    async def queue_take_more(self, address: str, count: int) -> list[tuple[bytes, bytes]]:
-        """More deliveries without waiting: none here (a 0MQ take is one message)."""
-        return []
+        return outcome == b"1"
 
     async def queue_ack_many(self, address: str, delivery_ids: list[bytes]) -> int:
-        """Acknowledge many deliveries (one request each: the owner is usually this hub)."""
-        acknowledged = 0
-        for delivery_id in delivery_ids:
-            acknowledged += await self.queue_settle(address, delivery_id, "ack")
-        return acknowledged
+        """Acknowledge many deliveries in one round trip; returns how many were acknowledged.
+
+        Raises :class:`Aborted` when another consumer reclaimed any of them (the others
+        are acknowledged all the same).
+        """
+        if not delivery_ids:
+            return 0
+        outcomes = await self._settle(address, b"ack", delivery_ids)
+        if b"-" in outcomes:
+            raise Aborted(f"queue {address}: some deliveries were reclaimed by another consumer")
+        return outcomes.count(b"1")
 
     async def queue_length(self, address: str) -> int:
         """Messages in the queue, taken or not, not yet acknowledged."""
@@ -361,13 +450,13 @@ class ZmqTransport:
 
     async def topic_publish(self, address: str, topic: str, frame: bytes) -> None:
         """Publish a frame on a topic (pipelined like :meth:`queue_put`)."""
-        await self._pipelined(address, b"pub", topic.encode(), frame, confirm=True)
+        await self._pipelined(address, b"pub", [topic.encode(), frame])
 
     async def follow(self, address: str) -> ZmqFollow:
         """Follow a topic (or a duplex group's events) from now on."""
         endpoint, _ = _split(address)
         peer = await self.peer(endpoint)
-        subscription = self.consumer + b"/" + peer.next_id()
+        subscription = b"%s/%d" % (self.consumer, peer.next_id())
         follow = ZmqFollow(self, address, subscription)
         peer.pushes[subscription] = follow._send
         await self.call(address, b"follow", subscription)
@@ -389,21 +478,24 @@ class ZmqTransport:
         self.broker.inbox = receive
 
     async def inbox_push(self, address: str, frame: bytes, lease: float) -> None:
-        """Deliver a frame to a hub's inbox; DestinationUnavailable when it is gone."""
-        status, *_ = await self.call(address, b"reply", frame)
-        if status != b"ok":
-            raise DestinationUnavailable(f"inbox {address}: its owner is gone")
+        """Deliver a frame to a hub's inbox; DestinationUnavailable when it is gone.
+
+        Pipelined like :meth:`queue_put`: an ``ipc://`` owner that is gone is reported at
+        once, a ``tcp://`` one that does not confirm on a later send to it.
+        """
+        await self._pipelined(address, b"reply", [frame])
 
     # -- duplex groups ------------------------------------------------------------------------
 
     async def member_join(self, address: str, member: str, lease: float) -> None:
         """Add (or renew) a member of a group."""
-        await self.call(address, b"join", member.encode(), str(int(lease * 1000)).encode())
+        lease_ms = b"%d" % int(lease * 1000)
+        await self.call(address, b"join", lease_ms, payload=[member.encode()])
 
     async def member_leave(self, address: str, member: str) -> None:
         """Remove a member."""
         with contextlib.suppress(DestinationUnavailable):
-            await self.call(address, b"leave", member.encode())
+            await self.call(address, b"leave", payload=[member.encode()])
 
     async def members(self, address: str) -> list[str]:
         """The group's current members."""
@@ -411,7 +503,7 @@ class ZmqTransport:
 
     async def member_send(self, address: str, member: str, frame: bytes) -> None:
         """Send to one member; DestinationUnavailable when it is not a member."""
-        status, *_ = await self.call(address, b"send", member.encode(), frame)
+        status, *_ = await self.call(address, b"send", payload=[member.encode(), frame])
         if status != b"ok":
             raise DestinationUnavailable(f"duplex {address}: {member!r} is not a member")
 
