@@ -281,6 +281,34 @@ async def test_every_subscriber_gets_every_message_it_follows(hub, other_hub):
     assert only_logs == [("log.info", 1), ("log.error", 3)]
 
 
+async def test_a_local_zmq_subscriber_that_falls_behind_slows_the_publisher_down(redis):
+    # The subscriber's hub owns the topic; 12,000 messages overrun its 10,000 buffer while
+    # it sleeps, so the broker waits for it instead of dropping what does not fit.
+    async with (
+        open_hub(redis, visibility=VISIBILITY, lease=1.0) as owner,
+        open_hub(redis, visibility=VISIBILITY, lease=1.0) as publisher,
+    ):
+        topic = owner.open_topic(transport=Transport.ZMQ)
+        total = 12_000
+        got: list = []
+        overrun = trio.Event()
+        async with topic.subscribe() as sub:
+
+            async def publish() -> None:
+                remote = publisher.bind(topic)
+                for i in range(total):
+                    await remote.publish("t", i)
+                    if i == 10_500:  # the subscriber's buffer is full by then
+                        overrun.set()
+
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(publish)
+                    await overrun.wait()
+                    await _collect(sub, total, got)
+    assert [message for _, message in got] == list(range(total))
+
+
 async def test_a_subscriber_sees_only_messages_published_after_it_subscribed(hub):
     topic = hub.open_topic()
     await topic.publish("t", "before")

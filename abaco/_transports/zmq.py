@@ -39,6 +39,13 @@ _WINDOW = 1000
 _PUT_BATCH = 1000
 # The most answers a peer reads between two checkpoints.
 _BURST = 64
+# How long the broker waits for a local subscriber a whole buffer behind before it drops.
+_BEHIND_GRACE = 1.0
+
+
+def _buffer_half_free(channel: trio.MemorySendChannel[Any]) -> bool:
+    statistics = channel.statistics()
+    return bool(statistics.current_buffer_used * 2 <= statistics.max_buffer_size)
 
 
 def _split(address: str) -> tuple[str, bytes]:
@@ -88,6 +95,8 @@ class _Peer:
         self._ids = itertools.count(1)
         self._waiting: dict[bytes, _Waiter] = {}
         self.pushes: dict[bytes, trio.MemorySendChannel[tuple[str, bytes]]] = {}
+        # Subscriptions that stopped taking their messages: they lose them until they catch up.
+        self.stuck: set[bytes] = set()
         # Requests given up on; for a take, what to hand back if messages still come.
         self.abandoned: dict[bytes, list[bytes]] = {}
         # Pipelined requests not yet confirmed by the broker, oldest first: (id, when sent).
@@ -133,12 +142,7 @@ class _Peer:
         if status == b"push":
             follower = self.pushes.get(key)
             if follower is not None:
-                try:
-                    follower.send_nowait((values[0].decode(), values[1]))
-                except trio.WouldBlock:
-                    _log.warning("zmq.subscriber_behind_dropped", subscription=key.decode())
-                except trio.BrokenResourceError:
-                    self.pushes.pop(key, None)
+                await self._push(key, follower, (values[0].decode(), values[1]))
             return
         if status == b"okto":
             if not key.isdigit():
@@ -163,6 +167,42 @@ class _Peer:
                 await self.request(
                     b"settle", self.next_id(), channel_id, [b"release", consumer, *delivery_ids]
                 )
+
+    async def _push(
+        self,
+        key: bytes,
+        follower: trio.MemorySendChannel[tuple[str, bytes]],
+        item: tuple[str, bytes],
+    ) -> None:
+        """Hand a published message to a subscription of this hub.
+
+        A local subscriber (this hub owns the topic) that falls a whole buffer behind
+        slows the publishers down: the broker waits for it, reading nothing meanwhile, so
+        the publishers' sends wait too. One that takes nothing for ``_BEHIND_GRACE``
+        seconds loses messages (logged) until half its buffer is free again. A remote
+        subscriber's messages are dropped at once when its buffer is full: this peer's
+        reader also carries every other answer of that broker, and must not wait.
+        """
+        try:
+            follower.send_nowait(item)
+        except trio.WouldBlock:
+            pass
+        except trio.BrokenResourceError:
+            self.pushes.pop(key, None)
+            return
+        else:
+            if key in self.stuck and _buffer_half_free(follower):
+                self.stuck.discard(key)
+            return
+        if self.socket is None and key not in self.stuck:
+            with trio.move_on_after(_BEHIND_GRACE):
+                try:
+                    await follower.send(item)
+                except trio.BrokenResourceError:
+                    self.pushes.pop(key, None)
+                return
+            self.stuck.add(key)
+        _log.warning("zmq.subscriber_behind_dropped", subscription=key.decode())
 
     def expect(self, request_id: int) -> _Waiter:
         waiter = self._waiting[b"%d" % request_id] = _Waiter()
