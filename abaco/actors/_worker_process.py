@@ -318,7 +318,6 @@ class WorkerProcess:
         It does not when the run acknowledged it (it ended, or was aborted), nor when
         another worker took the message over (this one was presumed dead).
         """
-        stores = self.stores
         async with trio.open_nursery() as marking:
             # The worker's BUSY mark is for people reading its record: the run need not
             # wait for it (only READY, after the run, must come after it).
@@ -351,17 +350,7 @@ class WorkerProcess:
         async with trio.open_nursery() as nursery:
             if finished is not None:
                 nursery.start_soon(self._persist, finished, outcome, log)
-                nursery.start_soon(
-                    functools.partial(
-                        emit_execution_event,
-                        stores,
-                        self.hub,
-                        self.settings.redis.key_prefix,
-                        finished,
-                        EventType.EXECUTION_COMPLETE,
-                        actor=actor,
-                    )
-                )
+                nursery.start_soon(self._report, finished, EventType.EXECUTION_COMPLETE, actor)
             nursery.start_soon(
                 functools.partial(
                     self._set_worker, WorkerStatus.READY, last_execution_time=utcnow()
@@ -372,19 +361,18 @@ class WorkerProcess:
         await self._ack(delivery, execution.id)
         return False
 
+    async def _report(self, execution: Execution, event: EventType, actor: Actor) -> None:
+        """Queue ``event`` for the execution (if its actor has a link or webhook)."""
+        await emit_execution_event(
+            self.stores, self.hub, self.settings.redis.key_prefix, execution, event, actor=actor
+        )
+
     async def _prepare(
         self, execution: Execution, message: MailboxMessage, context: _Context
     ) -> tuple[ExecutionSpec, ExecutionLog, Actor]:
         """The run's spec and log, once the execution is RUNNING; reports its start."""
         stores, actor = self.stores, context.actor
-        await emit_execution_event(
-            stores,
-            self.hub,
-            self.settings.redis.key_prefix,
-            execution,
-            EventType.EXECUTION_STARTED,
-            actor=actor,
-        )
+        await self._report(execution, EventType.EXECUTION_STARTED, actor)
         spec = ExecutionSpec(
             execution_id=execution.id,
             environment=environment_for(
