@@ -136,6 +136,11 @@ async def stop_worker(
     await control_of(hub, key_prefix, stores.tenant, worker_id).put(
         StopWorker(reason=reason).to_wire()
     )
+    if not await stores.workers.exists(worker_id):
+        # Deleted between the move and the put (a worker not started yet is dropped at
+        # once): the put made its control queue again, and deleting the record, which
+        # is gone already, deletes that queue.
+        await stores.workers.delete(worker_id)
 
 
 async def fail_actor(
