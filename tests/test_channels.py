@@ -384,18 +384,6 @@ async def test_concurrent_requests_get_their_own_answers(hub, other_hub):
     assert answers == {i: i * 10 for i in range(20)}
 
 
-async def test_a_redis_replier_holds_nothing_once_it_answered(redis):
-    # Answering acknowledges the request (one script): the hub stops holding it, so its
-    # next takes neither skip it forever nor carry a growing list of held ids.
-    async with open_hub(redis) as asker, open_hub(redis) as replier:
-        service = asker.open_request(transport=Transport.REDIS)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, replier.bind(service), lambda m: m, 5)
-            for i in range(5):
-                assert await service.request(i, timeout=5) == i
-        assert not replier.transport(service)._held[service.address]
-
-
 async def test_a_request_nobody_answers_times_out(hub):
     with pytest.raises(ChannelTimeout, match="no answer"):
         await hub.open_request().request("anyone?", timeout=0.2)

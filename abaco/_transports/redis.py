@@ -252,7 +252,6 @@ class RedisTransport:
             [inbox, f"{inbox}:alive", queue],
             [frame, int(lease * 1000), _GROUP, self.consumer, delivery_id],
         )
-        self._held[queue].discard(delivery_id)
         if not delivered:
             raise DestinationUnavailable(f"inbox {inbox}: its owner is gone")
         return bool(acknowledged == 1)
