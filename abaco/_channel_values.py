@@ -15,9 +15,8 @@ import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import trio
 
-from abaco.errors import ChannelClosed, ChannelError
+from abaco.errors import ChannelClosed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -134,17 +133,11 @@ class QueueChannel(Channel):
     async def receive(self, *, timeout: float | None = None) -> AsyncIterator[Any]:
         """Take the next message, keep it renewed inside the block, ack it on success.
 
-        If the block raises, the message is not acknowledged: it is released, to be
-        delivered again at once.
+        If the block raises, the message is not acknowledged and will be delivered again.
         """
         delivery = await self.get(timeout=timeout)
-        try:
-            async with delivery.renewing():
-                yield delivery.message
-        except BaseException:
-            with trio.CancelScope(shield=True), contextlib.suppress(ChannelError):
-                await delivery.release()
-            raise
+        async with delivery.renewing():
+            yield delivery.message
         await delivery.ack()
 
     async def length(self) -> int:

@@ -79,10 +79,6 @@ class Delivery:
         if not await self.channel.hub.settle(self, "renew"):
             raise Aborted(f"queue {self.channel.address}: the delivery was acknowledged already")
 
-    async def release(self) -> None:
-        """Give it back without acknowledging it: it is delivered again at once."""
-        await self.channel.hub.settle(self, "release")
-
     @contextlib.asynccontextmanager
     async def renewing(self) -> AsyncIterator[None]:
         """Renew the delivery in the background for the duration of the block."""

@@ -266,7 +266,7 @@ class Hub:
         return batch
 
     async def settle(self, delivery: Delivery, action: str) -> bool:
-        """Acknowledge, renew or release a delivery; False when it was acknowledged already."""
+        """Acknowledge or renew a delivery; False when it was acknowledged already."""
         channel = delivery.channel
         return await self.transport(channel).queue_settle(
             channel.address, delivery.delivery_id, action

@@ -93,6 +93,8 @@ class _Scheduler:
         )
         # One placement decision at a time, so each sees the one before it counted.
         self._deciding = trio.Lock()
+        # Deliveries being handled: a waiting one comes back on this consumer's takes.
+        self._held: set[bytes] = set()
 
     async def serve(
         self, inbox: QueueChannel, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -105,23 +107,29 @@ class _Scheduler:
                     delivery = await inbox.get()
                 except WireError:
                     continue  # dropped by the hub: nobody could read it
+                if delivery.delivery_id in self._held:
+                    continue
+                self._held.add(delivery.delivery_id)
                 nursery.start_soon(self._handle, delivery)
 
     async def _handle(self, delivery: Delivery) -> None:
         try:
-            command = PlaceWorker.from_wire(delivery.message)
-        except BadRequest as exc:
-            _log.warning("scheduler.bad_command", error=str(exc))
-            await delivery.ack()
-            return
-        with bind_ids(actor_id=command.actor_id, worker_id=command.worker_id):
-            async with delivery.renewing():
-                await self._place_until_done(command)
             try:
+                command = PlaceWorker.from_wire(delivery.message)
+            except BadRequest as exc:
+                _log.warning("scheduler.bad_command", error=str(exc))
                 await delivery.ack()
-            except Aborted:
-                # We were too slow and another scheduler took it: it will find it placed.
-                _log.warning("scheduler.ack_refused")
+                return
+            with bind_ids(actor_id=command.actor_id, worker_id=command.worker_id):
+                async with delivery.renewing():
+                    await self._place_until_done(command)
+                try:
+                    await delivery.ack()
+                except Aborted:
+                    # We were too slow and another scheduler took it: it will find it placed.
+                    _log.warning("scheduler.ack_refused")
+        finally:
+            self._held.discard(delivery.delivery_id)
 
     async def _place_until_done(self, command: PlaceWorker) -> None:
         said = ""

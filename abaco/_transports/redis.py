@@ -59,9 +59,6 @@ class RedisTransport:
         self._groups: set[str] = set()
         self._unclean: set[str] = set()
         self._next_full_take: dict[str, float] = {}
-        # Per queue, the deliveries this hub has taken and not settled: the full take
-        # hands out this consumer's unacknowledged entries again, but never these.
-        self._held: dict[str, set[bytes]] = collections.defaultdict(set)
 
     async def _ensure_group(self, address: str) -> None:
         if address not in self._groups:
@@ -97,7 +94,6 @@ class RedisTransport:
             return await self._take(address, timeout)
         except StreamGone:
             self._groups.discard(address)
-            self._held.pop(address, None)
         await self._ensure_group(address)
         return await self._take(address, timeout)
 
@@ -106,14 +102,12 @@ class RedisTransport:
         while True:
             if self._full_take_due(address):
                 # Own pending entries first, then reclaimable ones, then new ones (Lua).
-                held = self._held[address]
                 found = await self.redis.script("queue_take")(
-                    [address], [_GROUP, self.consumer, self.visibility_ms, *held]
+                    [address], [_GROUP, self.consumer, self.visibility_ms]
                 )
                 self._next_full_take[address] = trio.current_time() + self.visibility_ms / 2000
                 self._unclean.discard(address)
                 if found:
-                    held.add(found[0])
                     return found[0], _field(found[1], b"m")
             left = deadline - trio.current_time()
             if left <= 0:
@@ -126,7 +120,6 @@ class RedisTransport:
             self._unclean.discard(address)
             if entries:
                 entry_id, fields = entries[0]
-                self._held[address].add(entry_id)
                 return entry_id, fields[b"m"]
 
     async def queue_take_many(
@@ -147,7 +140,6 @@ class RedisTransport:
             address, _GROUP, self.consumer, block_ms=None, count=count
         )
         self._unclean.discard(address)
-        self._held[address].update(entry_id for entry_id, _ in entries)
         return [(entry_id, fields[b"m"]) for entry_id, fields in entries]
 
     def _full_take_due(self, address: str) -> bool:
@@ -161,22 +153,14 @@ class RedisTransport:
         )
 
     async def queue_settle(self, address: str, delivery_id: bytes, action: str) -> bool:
-        """Acknowledge (``ack``), renew (``renew``) or release (``release``) a delivery
-        this consumer holds.
+        """Acknowledge (``ack``) or renew (``renew``) a delivery this consumer holds.
 
         Returns False when it was already acknowledged; raises :class:`Aborted` when
-        another consumer reclaimed it (this one was too slow or presumed dead). A released
-        delivery is this hub's next one (it stays pending for this consumer).
+        another consumer reclaimed it (this one was too slow or presumed dead).
         """
-        if action == "release":
-            self._held[address].discard(delivery_id)
-            self._unclean.add(address)  # the next take looks at pending entries first
-            return True
         outcome = await self.redis.script("queue_settle")(
             [address], [_GROUP, self.consumer, delivery_id, action]
         )
-        if action == "ack" or outcome != 1:  # settled, or not ours any more
-            self._held[address].discard(delivery_id)
         if outcome == -1:
             raise Aborted(
                 f"queue {address}: delivery {delivery_id.decode()} was reclaimed by another "
@@ -195,7 +179,6 @@ class RedisTransport:
         outcomes = await self.redis.script("queue_ack_many")(
             [address], [_GROUP, self.consumer, *delivery_ids]
         )
-        self._held[address].difference_update(delivery_ids)
         if -1 in outcomes:
             raise Aborted(f"queue {address}: some deliveries were reclaimed by another consumer")
         return sum(1 for o in outcomes if o == 1)

@@ -59,6 +59,8 @@ class EventsActor:
         self._client = client
         self._policy = WebhookPolicy.from_settings(settings.events)
         self._slots = trio.Semaphore(settings.events.concurrency)
+        # Deliveries being handled: one held long comes back on this consumer's takes.
+        self._held: set[bytes] = set()
 
     async def serve(
         self, inbox: QueueChannel, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -71,8 +73,10 @@ class EventsActor:
                 handed_on = False
                 try:
                     delivery = await inbox.get()
-                    nursery.start_soon(self._handle, delivery)
-                    handed_on = True
+                    if delivery.delivery_id not in self._held:
+                        self._held.add(delivery.delivery_id)
+                        nursery.start_soon(self._handle, delivery)
+                        handed_on = True
                 except WireError:
                     pass  # dropped by the hub: nobody could read it
                 finally:
@@ -95,6 +99,7 @@ class EventsActor:
             except Aborted:
                 _log.warning("events.ack_refused")  # another delivery actor took it over
         finally:
+            self._held.discard(delivery.delivery_id)
             self._slots.release()
 
     async def deliver(self, event: dict[str, Any]) -> None:

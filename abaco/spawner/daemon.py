@@ -103,6 +103,8 @@ class Spawner:
         self._prefix = settings.redis.key_prefix
         self._hosts = open_hosts(redis, settings)
         self._children: dict[str, _Child] = {}
+        # Deliveries being handled: one in set-up comes back on this consumer's takes.
+        self._held: set[bytes] = set()
         self._drain_requested = trio.Event()
         self._draining = False
         self._all_gone = trio.Event()
@@ -163,6 +165,8 @@ class Spawner:
                 delivery = await inbox.get()
             except WireError:
                 continue  # dropped by the hub: nobody could read it
+            if delivery.delivery_id in self._held:
+                continue
             try:
                 command = StartWorker.from_wire(delivery.message)
             except BadRequest as exc:
@@ -174,6 +178,7 @@ class Spawner:
                 continue
             child = _Child(command, Stores.open(self._redis, self._settings, command.tenant))
             self._children[command.worker_id] = child
+            self._held.add(delivery.delivery_id)
             workers.start_soon(self._run_child, delivery, child)
 
     async def _run_child(self, delivery: Delivery, child: _Child) -> None:
@@ -192,6 +197,7 @@ class Spawner:
                     elif await self._start(delivery, child, fetched):
                         await self._watch(child)
         finally:
+            self._held.discard(delivery.delivery_id)
             self._children.pop(command.worker_id, None)
             if self._draining and not self._children:
                 self._all_gone.set()
