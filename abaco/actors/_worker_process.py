@@ -336,15 +336,9 @@ class WorkerProcess:
         # The outcome and the log's end go out together (one wait for the disk, not two);
         # a reader woken by the log's end before the outcome lands reads the record again.
         await self._keep_results(execution, message, outcome, log)
-        recorded: list[Execution | None] = []
         async with trio.open_nursery() as nursery:
-
-            async def record_outcome() -> None:
-                recorded.append(await self._record_outcome(execution, outcome))
-
-            nursery.start_soon(record_outcome)
             nursery.start_soon(log.finish)
-        finished = recorded[0]
+            finished = await self._record_outcome(execution, outcome)
         # Writes that do not depend on each other go out together: with an fsync on every
         # write, each wait for the disk costs more than the write itself.
         async with trio.open_nursery() as nursery:
